@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   -> .venv with the main job's dependencies, then `mem4d demo`
+#   make test   -> .venv with the dev extras, then the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test venv venv-dev clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	bash scripts/install_torch.sh $(PY)
+	touch $@
+
+$(VENV)/.main: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e ".[video]"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.main pyproject.toml
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.main
+venv-dev: $(VENV)/.dev
+
+demo: $(VENV)/.main
+	$(VENV)/bin/mem4d demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,1 @@
+"""Command-line interface: `mem4d COMMAND ...` (see `mem4d --help`)."""

@@ -1,0 +1,1 @@
+"""Data: the `Sample` every source produces, the synthetic generator and dataset readers."""

@@ -1,0 +1,1 @@
+"""mem4d.stream."""
