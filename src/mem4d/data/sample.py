@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mem4d.geometry.se3 import reanchor_to_first_frame, se3_inverse
+
 
 @dataclass
 class Sample:
@@ -65,12 +67,12 @@ class Sample:
 
     def reanchor(self) -> "Sample":
         """Re-expresses poses (and scene flow) in the frame of the first camera, so cam2world[0] == I."""
-        world2cam0 = torch.linalg.inv(self.cam2world[0].double())
-        cam2world = (world2cam0 @ self.cam2world.double()).to(self.cam2world.dtype)
-        cam2world[0] = torch.eye(4, dtype=cam2world.dtype, device=cam2world.device)
+        cam2world = reanchor_to_first_frame(self.cam2world.double())
         flow = self.scene_flow
-        if flow is not None:
+        if flow is not None:  # a displacement turns with the world frame; it does not translate
+            world2cam0 = se3_inverse(self.cam2world[0].double())
             flow = torch.einsum("ij,thwj->thwi", world2cam0[:3, :3].to(flow.dtype), flow)
+        cam2world = cam2world.to(self.cam2world.dtype)
         return replace(self, cam2world=cam2world, scene_flow=flow)
 
     def validate(self) -> "Sample":

@@ -1,0 +1,49 @@
+"""Confidence-aware pointmap regression (paper Eq. 7, MASt3R style) with ground-truth scale.
+
+    L_conf = mean_i [ C_i · || X̂_i / s − X_i / s || − α · log C_i ]   over valid pixels i,
+
+where s is the ground-truth scale of the clip (mean distance of its valid ground-truth world
+points to the origin), used for prediction and target alike so the model learns metric scale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gt_scale(pts_world: Tensor, valid: Tensor, eps: float = 1e-6) -> Tensor:
+    """Mean distance of valid ground-truth world points to the origin, per clip.
+
+    Args:
+        pts_world: (B, T, H, W, 3) ground-truth world pointmaps.
+        valid: (B, T, H, W) bool.
+    Returns:
+        (B,) scale s (clamped to >= eps).
+    """
+    dist = pts_world.norm(dim=-1) * valid
+    count = valid.flatten(1).sum(1).clamp(min=1)
+    return (dist.flatten(1).sum(1) / count).clamp(min=eps)
+
+
+def confidence_regression_loss(
+    pred: Tensor, conf: Tensor, target: Tensor, valid: Tensor, scale: Tensor, alpha: float = 0.2
+) -> tuple[Tensor, Tensor]:
+    """Eq. 7 for one pointmap kind (world or camera).
+
+    Args:
+        pred, target: (B, T, H, W, 3) predicted and ground-truth pointmaps.
+        conf: (B, T, H, W) predicted confidence (>= 1).
+        valid: (B, T, H, W) bool; only valid pixels count.
+        scale: (B,) ground-truth scale s of each clip.
+        alpha: weight of the −log C regulariser.
+    Returns:
+        (loss, regression): the confidence-weighted loss and the plain mean scaled Euclidean
+        error (a readable metric), both scalars averaged over valid pixels.
+    """
+    s = scale.view(-1, *([1] * (pred.dim() - 1)))
+    err = ((pred - target) / s).norm(dim=-1)
+    n = valid.sum().clamp(min=1)
+    loss = ((conf * err - alpha * torch.log(conf)) * valid).sum() / n
+    regression = (err * valid).sum() / n
+    return loss, regression
