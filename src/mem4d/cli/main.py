@@ -17,6 +17,9 @@ from mem4d import __version__
 SUBCOMMANDS = {
     "demo": "demo",
     "synth": "synth",
+    "train": "train",
+    "eval": "eval",
+    "bench": "bench",
 }
 
 

@@ -1,1 +1,1 @@
-"""mem4d.train."""
+"""Training: recipes, optimiser and schedule, atomic checkpoints, the trainer loop, DDP."""

@@ -143,6 +143,13 @@ def estimate_normals(pts: np.ndarray | Tensor, k: int = 30, chunk: int = 65536) 
         ``(N, 3)`` float64 unit normals.
     """
     X = _np64(pts)
+    # KD-trees degrade badly on many identical points (e.g. a constant-depth baseline): work on
+    # the distinct points and give duplicates their twin's normal.
+    X, inverse = np.unique(X, axis=0, return_inverse=True)
+    return _estimate_normals_distinct(X, k, chunk)[inverse.reshape(-1)]
+
+
+def _estimate_normals_distinct(X: np.ndarray, k: int, chunk: int) -> np.ndarray:
     n = len(X)
     normals = np.tile(np.array([0.0, 0.0, 1.0]), (n, 1))
     kk = min(k, n)
@@ -238,6 +245,14 @@ def icp_point_to_point(
     return IcpResult(transformation=T, fitness=float(fit), inlier_rmse=float(rmse), n_iterations=n_it)
 
 
+def _nearest(cloud: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance and index (into `cloud`) of each query's nearest neighbour. The tree is built on
+    the distinct points of `cloud` (distances are unchanged; duplicates are interchangeable)."""
+    distinct, first = np.unique(cloud, axis=0, return_index=True)
+    dist, j = cKDTree(distinct).query(queries, k=1)
+    return dist, first[j]
+
+
 def recon_metrics(
     pred_pts: np.ndarray | Tensor,
     gt_pts: np.ndarray | Tensor,
@@ -269,8 +284,8 @@ def recon_metrics(
         raise ValueError(f"expected non-empty (N, 3) and (M, 3) clouds, got {P.shape} and {G.shape}")
     Np = estimate_normals(P, k_normals) if pred_normals is None else _np64(pred_normals)
     Ng = estimate_normals(G, k_normals) if gt_normals is None else _np64(gt_normals)
-    d_acc, j_acc = cKDTree(G).query(P, k=1)
-    d_comp, j_comp = cKDTree(P).query(G, k=1)
+    d_acc, j_acc = _nearest(G, P)
+    d_comp, j_comp = _nearest(P, G)
     nc1 = np.abs((Ng[j_acc] * Np).sum(-1))
     nc2 = np.abs((Ng * Np[j_comp]).sum(-1))
     out = {

@@ -1,0 +1,457 @@
+"""Typed configuration of the Mem4D network: nested dataclasses, presets and variants.
+
+Every config validates itself in ``__post_init__`` (a bad value raises ``ValueError`` naming
+the field and what would be valid) and round-trips through JSON-friendly dicts::
+
+    cfg = Mem4DConfig.small(variant="no_tdm")
+    cfg2 = Mem4DConfig.from_dict(cfg.to_dict())     # unknown keys -> ValueError naming them
+    assert cfg2 == cfg
+
+Presets (docs: ``MODEL.md`` "Presets"):
+
+========  =========  =====================  ====  =================  ===  ====
+preset    image      encoder (depth x E)    D     TCA/motion/E_p     L    N_s
+========  =========  =====================  ====  =================  ===  ====
+tiny      64 x 64    4 x 192 (3 heads)      128   1 layer each       1    8
+small     192 x 256  ViT-S 12 x 384 (6)     384   2 layers each      2    16
+paper     384 x 512  ViT-L 24 x 1024 (16)   768   4 layers each      6    100
+========  =========  =====================  ====  =================  ===  ====
+
+Variants (``Mem4DConfig.variant``), one string so an ablation table row is one name:
+
+- ``"full"``: TCA + TDM + PSM, the paper's model.
+- ``"no_tdm"`` / ``"no_psm"``: the MotionRead / SpatialRead blocks stay (same decoder depth)
+  but get no memory tokens, i.e. they are plain self-attention blocks; the memory's own
+  modules are not built.
+- ``"no_tca"``: the projected encoder tokens go to the decoder directly.
+- ``"unified"``: a CUT3R-style recurrent state of learnable tokens replaces TDM + PSM (both
+  read blocks of every stage attend to the state; the state is updated after each frame),
+  with about the same number of parameters (see ``UnifiedConfig``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "VARIANTS",
+    "DecoderConfig",
+    "EncoderConfig",
+    "HeadsConfig",
+    "Mem4DConfig",
+    "PSMConfig",
+    "TCAConfig",
+    "TDMConfig",
+    "UnifiedConfig",
+]
+
+VARIANTS = ("full", "no_tdm", "no_psm", "no_tca", "unified")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a positive number, got {value!r}")
+
+
+def _ints(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{type(obj).__name__}.{name} must be an int, got {value!r}")
+
+
+class _Config:
+    """Mixin: ``to_dict`` / ``from_dict`` for (nested) config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (tuples become lists)."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, _Config):
+                return value.to_dict()
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            return value
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Builds the config from ``to_dict()`` output; unknown keys raise ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} keys {unknown}; valid keys are {sorted(known)} "
+                "(was the config written by a different mem4d version?)"
+            )
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            sub = _NESTED.get((cls.__name__, name))
+            if sub is not None:
+                kwargs[name] = sub.from_dict(value)
+            elif isinstance(value, list):
+                kwargs[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            else:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+
+@dataclass
+class EncoderConfig(_Config):
+    """Image encoder E (CUT3R-compatible ViT, patch 16, 2D RoPE).
+
+    Attributes:
+        width: token width E.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        patch_size: patch side in pixels (images must be multiples of it).
+        mlp_ratio: MLP hidden width / E.
+        rope_base: RoPE frequency base (CUT3R: 100).
+        trainable: False freezes the encoder (paper: frozen) and runs it without autograd.
+    """
+
+    width: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    patch_size: int = 16
+    mlp_ratio: float = 4.0
+    rope_base: float = 100.0
+    trainable: bool = False
+
+    def __post_init__(self) -> None:
+        _ints(self, "width", "depth", "num_heads", "patch_size")
+        _positive(self, "width", "depth", "num_heads", "patch_size", "mlp_ratio", "rope_base")
+        if self.width % self.num_heads:
+            raise ValueError(f"EncoderConfig.width={self.width} must be divisible by num_heads={self.num_heads}")
+        if not isinstance(self.trainable, bool):
+            raise ValueError(f"EncoderConfig.trainable must be a bool, got {self.trainable!r}")
+
+
+@dataclass
+class TCAConfig(_Config):
+    """Temporal Context Aggregator (paper §3.1).
+
+    Attributes:
+        window: number of past frames W whose encoder features are aggregated (paper: 5).
+        num_layers: self-attention layers over [current ; compressed past] tokens (paper: 4).
+
+    The past frame at distance k is compressed by a 2D conv with kernel = stride
+    ``s(k) = 2 ** floor(log2 k)`` (``TCAConfig.stride``).
+    """
+
+    window: int = 5
+    num_layers: int = 4
+
+    def __post_init__(self) -> None:
+        _ints(self, "window", "num_layers")
+        _positive(self, "window", "num_layers")
+
+    @staticmethod
+    def stride(k: int) -> int:
+        """Spatial stride (= kernel) for the past frame at temporal distance ``k >= 1``."""
+        return 1 << (int(k).bit_length() - 1)
+
+
+@dataclass
+class TDMConfig(_Config):
+    """Transient Dynamics Memory (paper §3.2, Eq. 3-4).
+
+    Attributes:
+        num_past: M_d, the most recent past frames correlated with the current one (paper: 2).
+        levels: correlation pyramid levels (average pooling by 2).
+        radius: local lookup radius r at every level -> levels * (2r+1)^2 channels.
+        num_layers: self-attention layers of the motion encoder (paper: 4).
+    """
+
+    num_past: int = 2
+    levels: int = 4
+    radius: int = 4
+    num_layers: int = 4
+
+    def __post_init__(self) -> None:
+        _ints(self, "num_past", "levels", "radius", "num_layers")
+        _positive(self, "num_past", "levels", "num_layers")
+        if self.radius < 0:
+            raise ValueError(f"TDMConfig.radius must be >= 0, got {self.radius}")
+
+    @property
+    def corr_channels(self) -> int:
+        """Channels of one correlation lookup: levels * (2r+1)^2 (324 for 4 levels, r=4)."""
+        return self.levels * (2 * self.radius + 1) ** 2
+
+
+@dataclass
+class PSMConfig(_Config):
+    """Persistent Structure Memory (paper §3.2, Eq. 5).
+
+    Attributes:
+        capacity: N_s, frames held including the anchor frame 0 (never evicted).
+        num_layers: self-attention blocks of the light pointmap encoder E_p (paper: 4).
+        tier_bounds: largest temporal distance of each compression tier but the last
+            (strictly increasing, >= 1); distance ``d`` falls in the first tier with
+            ``d <= bound``, else in the last tier.
+        tier_kernels: ``len(tier_bounds) + 1`` kernels ``(t, y, x)`` (= strides) per tier.
+        fuse_tokens: also feed the frame's final decoder tokens to E_p (not in the paper).
+        detach_input: E_p reads a detached pointmap (gradients still train E_p; the
+            prediction of frame t is not pushed by later frames' losses through the memory).
+    """
+
+    capacity: int = 100
+    num_layers: int = 4
+    tier_bounds: tuple[int, ...] = (4, 20)
+    tier_kernels: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 4, 4), (4, 8, 8))
+    fuse_tokens: bool = False
+    detach_input: bool = True
+
+    def __post_init__(self) -> None:
+        _ints(self, "capacity", "num_layers")
+        _positive(self, "num_layers")
+        if self.capacity < 2:
+            raise ValueError(f"PSMConfig.capacity must be >= 2 (frame 0 + at least one recent frame), got {self.capacity}")
+        self.tier_bounds = tuple(int(b) for b in self.tier_bounds)
+        self.tier_kernels = tuple(tuple(int(k) for k in kern) for kern in self.tier_kernels)  # type: ignore[misc]
+        if any(b < 1 for b in self.tier_bounds) or list(self.tier_bounds) != sorted(set(self.tier_bounds)):
+            raise ValueError(f"PSMConfig.tier_bounds must be strictly increasing and >= 1, got {self.tier_bounds}")
+        if len(self.tier_kernels) != len(self.tier_bounds) + 1:
+            raise ValueError(
+                f"PSMConfig.tier_kernels needs len(tier_bounds)+1 = {len(self.tier_bounds) + 1} kernels, "
+                f"got {len(self.tier_kernels)}"
+            )
+        if any(len(k) != 3 or min(k) < 1 for k in self.tier_kernels):
+            raise ValueError(f"PSMConfig.tier_kernels must be (t, y, x) triples of ints >= 1, got {self.tier_kernels}")
+        for name in ("fuse_tokens", "detach_input"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PSMConfig.{name} must be a bool, got {getattr(self, name)!r}")
+
+    def tier(self, distance: int) -> int:
+        """Index of the compression tier of a frame at temporal distance ``distance >= 1``."""
+        for i, bound in enumerate(self.tier_bounds):
+            if distance <= bound:
+                return i
+        return len(self.tier_bounds)
+
+    def reachable_tiers(self) -> list[int]:
+        """Tiers that can occur with this capacity (recent frames sit at distance 1..capacity-1)."""
+        return sorted({self.tier(d) for d in range(1, self.capacity)})
+
+
+@dataclass
+class DecoderConfig(_Config):
+    """Fusion decoder (paper Algorithm 1).
+
+    Attributes:
+        num_stages: L, stages of (MotionReadBlock, SpatialReadBlock).
+    """
+
+    num_stages: int = 6
+
+    def __post_init__(self) -> None:
+        _ints(self, "num_stages")
+        _positive(self, "num_stages")
+
+    def dpt_stages(self) -> tuple[int, int, int]:
+        """1-based decoder stages fed to the DPT heads: ceil(L*k/3) for k = 1, 2, 3.
+
+        L=6 -> (2, 4, 6); L=2 -> (1, 2, 2); L=1 -> (1, 1, 1) (stages are reused when L < 3).
+        """
+        L = self.num_stages
+        return tuple(math.ceil(L * k / 3) for k in (1, 2, 3))  # type: ignore[return-value]
+
+
+@dataclass
+class HeadsConfig(_Config):
+    """Output heads.
+
+    Attributes:
+        dpt_features: width of the DPT fusion path.
+        dpt_layer_dims: widths of the four reassembled maps (1/4, 1/8, 1/16, 1/32).
+        dpt_hidden: width of the last full-resolution conv of each DPT head.
+        camera_hidden: hidden width of the camera MLP.
+        motion: build the motion head (``FrameOutput.dynamic_prob``); False -> None.
+        max_log_depth: clamp of the norm ``|v|`` before ``expm1`` in the pointmap activation
+            (metres up to e^max_log_depth).
+    """
+
+    dpt_features: int = 256
+    dpt_layer_dims: tuple[int, int, int, int] = (96, 192, 384, 768)
+    dpt_hidden: int = 128
+    dpt_full_res: bool = True
+    camera_hidden: int = 768
+    motion: bool = True
+    max_log_depth: float = 12.0
+
+    def __post_init__(self) -> None:
+        self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
+        _ints(self, "dpt_features", "dpt_hidden", "camera_hidden")
+        _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth")
+        if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
+            raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
+        for name in ("motion", "dpt_full_res"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
+
+
+@dataclass
+class UnifiedConfig(_Config):
+    """The ``unified`` variant: a CUT3R-style recurrent state replacing TDM + PSM.
+
+    Attributes:
+        num_state_tokens: learnable state tokens (CUT3R: 768).
+        num_layers: update blocks (state tokens attend to the frame's tokens). 0 means
+            ``tdm.num_layers + psm.num_layers``, which matches the dual memory's budget.
+    """
+
+    num_state_tokens: int = 768
+    num_layers: int = 0
+
+    def __post_init__(self) -> None:
+        _ints(self, "num_state_tokens", "num_layers")
+        _positive(self, "num_state_tokens")
+        if self.num_layers < 0:
+            raise ValueError(f"UnifiedConfig.num_layers must be >= 0, got {self.num_layers}")
+
+
+@dataclass
+class Mem4DConfig(_Config):
+    """The whole network.
+
+    Attributes:
+        dim: memory / decoder width D.
+        num_heads: heads of every D-wide block (TCA, motion encoder, E_p, decoder, unified).
+        mlp_ratio: MLP ratio of those blocks.
+        rope_base: frequency base of the 3D RoPE over (t, y, x).
+        image_size: (H, W) the preset is meant for (the bench default; any multiple of the
+            patch size works).
+        variant: one of ``VARIANTS``.
+    """
+
+    dim: int = 768
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    rope_base: float = 100.0
+    image_size: tuple[int, int] = (384, 512)
+    variant: str = "full"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    tca: TCAConfig = field(default_factory=TCAConfig)
+    tdm: TDMConfig = field(default_factory=TDMConfig)
+    psm: PSMConfig = field(default_factory=PSMConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    unified: UnifiedConfig = field(default_factory=UnifiedConfig)
+
+    def __post_init__(self) -> None:
+        _ints(self, "dim", "num_heads")
+        _positive(self, "dim", "num_heads", "mlp_ratio", "rope_base")
+        if self.dim % self.num_heads:
+            raise ValueError(f"Mem4DConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        head_dim = self.dim // self.num_heads
+        if head_dim % 2 or head_dim < 6:
+            raise ValueError(f"3D RoPE needs an even head dim >= 6; dim/num_heads = {head_dim}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"Mem4DConfig.variant must be one of {VARIANTS}, got {self.variant!r}")
+        self.image_size = tuple(int(s) for s in self.image_size)  # type: ignore[assignment]
+        p = self.encoder.patch_size
+        if len(self.image_size) != 2 or any(s <= 0 or s % p for s in self.image_size):
+            raise ValueError(f"Mem4DConfig.image_size must be (H, W) multiples of the patch size {p}, got {self.image_size}")
+        for name, cls in _NESTED_FIELDS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"Mem4DConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+
+    # ----- variant switches -----
+    @property
+    def use_tca(self) -> bool:
+        return self.variant != "no_tca"
+
+    @property
+    def use_tdm(self) -> bool:
+        return self.variant in ("full", "no_psm", "no_tca")
+
+    @property
+    def use_psm(self) -> bool:
+        return self.variant in ("full", "no_tdm", "no_tca")
+
+    @property
+    def use_unified(self) -> bool:
+        return self.variant == "unified"
+
+    @property
+    def history(self) -> int:
+        """Past frames whose projected encoder features the stream state keeps."""
+        return max(self.tca.window if self.use_tca else 0, self.tdm.num_past if self.use_tdm else 0)
+
+    def with_variant(self, variant: str) -> Mem4DConfig:
+        """A copy with another variant."""
+        return dataclasses.replace(self, variant=variant)
+
+    # ----- presets -----
+    @classmethod
+    def tiny(cls, variant: str = "full", **overrides: Any) -> Mem4DConfig:
+        """Unit-test preset: 64 px images, encoder 4x192, D=128, one layer per module, L=1, N_s=8."""
+        cfg = cls(
+            dim=128,
+            num_heads=4,
+            image_size=(64, 64),
+            variant=variant,
+            encoder=EncoderConfig(width=192, depth=4, num_heads=3),
+            tca=TCAConfig(window=5, num_layers=1),
+            tdm=TDMConfig(num_past=2, levels=4, radius=4, num_layers=1),
+            psm=PSMConfig(capacity=8, num_layers=1),
+            decoder=DecoderConfig(num_stages=1),
+            heads=HeadsConfig(dpt_features=32, dpt_layer_dims=(16, 32, 64, 128), dpt_hidden=16, dpt_full_res=False,
+                              camera_hidden=128),
+            unified=UnifiedConfig(num_state_tokens=64),
+        )
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    @classmethod
+    def small(cls, variant: str = "full", **overrides: Any) -> Mem4DConfig:
+        """CPU preset: 256x192 images, ViT-S encoder (12x384), D=384, 2 layers per module, L=2, N_s=16."""
+        cfg = cls(
+            dim=384,
+            num_heads=6,
+            image_size=(192, 256),
+            variant=variant,
+            encoder=EncoderConfig(width=384, depth=12, num_heads=6),
+            tca=TCAConfig(window=5, num_layers=2),
+            tdm=TDMConfig(num_past=2, levels=4, radius=4, num_layers=2),
+            psm=PSMConfig(capacity=16, num_layers=2),
+            decoder=DecoderConfig(num_stages=2),
+            heads=HeadsConfig(dpt_features=64, dpt_layer_dims=(32, 64, 128, 256), dpt_hidden=16, dpt_full_res=False,
+                              camera_hidden=384),
+            unified=UnifiedConfig(num_state_tokens=192),
+        )
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    @classmethod
+    def paper(cls, variant: str = "full", **overrides: Any) -> Mem4DConfig:
+        """The paper's model: 512x384, ViT-L encoder (CUT3R), D=768, 12 heads, 4 layers, L=6, N_s=100."""
+        cfg = cls(variant=variant)
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    @classmethod
+    def preset(cls, name: str, variant: str = "full") -> Mem4DConfig:
+        """``preset("tiny" | "small" | "paper")``."""
+        builders = {"tiny": cls.tiny, "small": cls.small, "paper": cls.paper}
+        if name not in builders:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(builders)}")
+        return builders[name](variant=variant)
+
+
+_NESTED_FIELDS: dict[str, type] = {
+    "encoder": EncoderConfig,
+    "tca": TCAConfig,
+    "tdm": TDMConfig,
+    "psm": PSMConfig,
+    "decoder": DecoderConfig,
+    "heads": HeadsConfig,
+    "unified": UnifiedConfig,
+}
+_NESTED: dict[tuple[str, str], type] = {("Mem4DConfig", k): v for k, v in _NESTED_FIELDS.items()}

@@ -1,0 +1,16 @@
+"""Synthetic dynamic scenes with exact ground truth: the test fixture, training set, demo and benchmark.
+
+    from mem4d.data.synthetic import make_scene, world_pointmap
+    sample = make_scene(seed=0, num_frames=16, image_size=(96, 128))   # a validated Sample
+    pts_world = world_pointmap(sample)                                   # (T, H, W, 3)
+
+Modules: `textures` (procedural tileable textures, mip-mapped lookup), `shapes` (analytic
+ray–primitive intersection), `camera_paths`, `motion` (rigid objects and walkers), `scene`
+(layout sampling), `render` (vectorised ray casting and ground truth), `generate` (`make_scene`).
+"""
+
+from .camera_paths import PATH_KINDS
+from .generate import GENERATOR_VERSION, MAX_OBJECTS, make_scene, world_pointmap
+from .scene import ENVIRONMENTS
+
+__all__ = ["ENVIRONMENTS", "GENERATOR_VERSION", "MAX_OBJECTS", "PATH_KINDS", "make_scene", "world_pointmap"]

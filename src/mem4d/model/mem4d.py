@@ -1,0 +1,215 @@
+"""Mem4D (arXiv 2508.07908): online 4D reconstruction with a dual (transient / persistent) memory.
+
+The model holds only parameters; all memory lives in the `StreamState` that ``step`` returns::
+
+    model = Mem4D(Mem4DConfig.tiny()).eval()
+    state = model.init_state(batch_size=1, image_size=(64, 64))
+    out, state = model.step(frame, state)     # frame (B, 3, H, W) in [0, 1] -> FrameOutput
+    seq = model(clip)                         # clip (B, T, 3, H, W) -> SequenceOutput (loop over step)
+
+One step (``step``): encoder E -> linear E->D (F_t) -> TCA over F_t and the last W past F ->
+x_t; TDM tokens from correlations of F_t with the last 2 past F; compressed PSM readout; the
+fusion decoder over [x_t ; camera token]; two DPT pointmap heads (encoder output + 3 decoder
+stages), the camera MLP, the optional motion head; then the PSM write of E_p(X^g_t).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from mem4d.config import Mem4DConfig
+from mem4d.layers.rope import RotaryEmbedding
+from mem4d.model.camera_head import CameraHead
+from mem4d.model.checkpointing import CheckpointedBlocks
+from mem4d.model.decoder import FusionDecoder
+from mem4d.model.encoder import ImageEncoder
+from mem4d.model.heads import PointmapHead
+from mem4d.model.motion_head import MotionHead
+from mem4d.model.outputs import FrameOutput, SequenceOutput
+from mem4d.model.positions import frame_positions
+from mem4d.model.psm import PersistentStructureMemory
+from mem4d.model.state import StreamState, validate_frame
+from mem4d.model.tca import TemporalContextAggregator
+from mem4d.model.tdm import TransientDynamicsMemory
+from mem4d.model.unified import UnifiedMemory
+
+__all__ = ["Mem4D"]
+
+
+class Mem4D(nn.Module):
+    """The network of ``config`` (a `Mem4DConfig`: preset, sizes and variant)."""
+
+    def __init__(self, config: Mem4DConfig) -> None:
+        super().__init__()
+        if not isinstance(config, Mem4DConfig):
+            raise ValueError(f"Mem4D needs a Mem4DConfig (e.g. Mem4DConfig.tiny()), got {type(config).__name__}")
+        cfg = self.config = config
+        E, D, p = cfg.encoder.width, cfg.dim, cfg.encoder.patch_size
+        enc = cfg.encoder
+        self.encoder = ImageEncoder(enc.width, enc.depth, enc.num_heads, p, enc.mlp_ratio, enc.rope_base)
+        self.proj = nn.Linear(E, D)
+        self.rope = RotaryEmbedding(D // cfg.num_heads, num_axes=3, base=cfg.rope_base)  # (t, y, x), no parameters
+        self.tca = TemporalContextAggregator(cfg, self.rope) if cfg.use_tca else None
+        self.tdm = TransientDynamicsMemory(cfg, self.rope) if cfg.use_tdm else None
+        self.psm = PersistentStructureMemory(cfg, self.rope) if cfg.use_psm else None
+        self.unified = UnifiedMemory(cfg, self.rope) if cfg.use_unified else None
+        self.camera_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.decoder = FusionDecoder(cfg, self.rope)
+        self.head_world = PointmapHead((E, D, D, D), cfg.heads, p)
+        self.head_cam = PointmapHead((E, D, D, D), cfg.heads, p)
+        self.camera_head = CameraHead(D, cfg.heads.camera_hidden)
+        self.motion_head = MotionHead(D, p) if cfg.heads.motion else None
+        self.reset_parameters()
+        self.encoder.requires_grad_(enc.trainable)
+
+    def reset_parameters(self) -> None:
+        """Truncated-normal (0.02) linears outside the encoder; camera head starts at FoV 60 deg, identity pose."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and not name.startswith("encoder."):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.camera_token, std=0.02)
+        self.camera_head.reset_parameters()
+        if self.unified is not None:
+            self.unified.reset_parameters()
+
+    # ----- streaming -----
+    def init_state(self, batch_size: int = 1, image_size: tuple[int, int] | None = None) -> StreamState:
+        """An empty stream of ``batch_size`` lockstep streams of ``image_size`` (H, W) frames."""
+        H, W = image_size if image_size is not None else self.config.image_size
+        p = self.config.encoder.patch_size
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if H <= 0 or W <= 0 or H % p or W % p:
+            raise ValueError(f"image_size {H}x{W} (HxW) must be positive multiples of the patch size {p}; "
+                             f"resize or crop frames, e.g. to {max(p, H // p * p)}x{max(p, W // p * p)}")
+        return StreamState(batch_size=batch_size, image_size=(int(H), int(W)))
+
+    def step(self, frame: Tensor, state: StreamState) -> tuple[FrameOutput, StreamState]:
+        """Predicts frame ``state.frame_index`` and returns the new state (``state`` is not modified).
+
+        Args:
+            frame: (B, 3, H, W) RGB in [0, 1], on the model's device.
+            state: from ``init_state`` or a previous ``step``.
+
+        Returns:
+            (`FrameOutput`: pts_world / pts_cam (B, H, W, 3), conf_world / conf_cam / depth
+            (B, H, W), intrinsics (B, 3, 3), cam2world (B, 4, 4), fov_x (B,), quat_wxyz (B, 4),
+            translation (B, 3), dynamic_prob (B, H, W) or None; the next `StreamState`).
+        """
+        validate_frame(frame, state)
+        self._check_state(state, frame)
+        cfg, t, B = self.config, state.frame_index, state.batch_size
+        (H, W), p = state.image_size, cfg.encoder.patch_size
+        grid = (H // p, W // p)
+        N = grid[0] * grid[1]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.encoder.trainable):
+            enc = self.encoder(frame.to(self.proj.weight.dtype))  # (B, N, E); a no-op unless the model was cast
+        feat = self.proj(enc)  # F_t (B, N, D)
+        x = self.tca(feat, state.feats, grid) if self.tca is not None else feat
+        tdm = self.tdm(feat, state.feats, grid) if self.tdm is not None else None
+        readout = self.psm.readout(state.psm_frames, state.psm_tokens, t, grid, state.psm_cache) if self.psm else None
+        spatial = readout[:2] if readout is not None else None
+        motion = tdm
+        if self.unified is not None:
+            mem = state.unified if state.unified is not None else self.unified.initial(B)
+            motion = spatial = (mem, self.unified.positions(frame.device))
+        cam_pos = torch.tensor([[0.0, (grid[0] - 1) / 2, (grid[1] - 1) / 2]], device=frame.device)
+        pos = torch.cat([frame_positions(grid, 0.0, frame.device), cam_pos]).unsqueeze(0).expand(B, -1, -1)
+        tokens = torch.cat([x, self.camera_token.expand(B, -1, -1).to(x.dtype)], dim=1)
+        stages = self.decoder(tokens, pos, motion, spatial)  # L x (B, N+1, D)
+        dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
+        pts_world, conf_world = self.head_world(dpt_in, grid)
+        pts_cam, conf_cam = self.head_cam(dpt_in, grid)
+        cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0)
+        dyn = None
+        if self.motion_head is not None:
+            dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid)
+        out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
+                          depth=pts_cam[..., 2], dynamic_prob=dyn, **cam)
+        return out, self._next_state(state, feat, stages[-1], pos, pts_world, grid, readout)
+
+    def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, pts_world: Tensor,
+                    grid: tuple[int, int], readout: tuple | None) -> StreamState:
+        cfg, t, N = self.config, state.frame_index, feat.shape[1]
+        new = replace(state, frame_index=t + 1, feats=[*state.feats, feat][-cfg.history:] if cfg.history else [])
+        if self.psm is not None:  # write P_t after frame t is predicted
+            frames, tokens, scale = self.psm.write(state.psm_frames, state.psm_tokens, state.psm_scale, t,
+                                                   pts_world, grid, last[:, :N])
+            new = replace(new, psm_frames=frames, psm_tokens=tokens, psm_scale=scale,
+                          psm_cache=readout[2] if readout is not None else {})
+        if self.unified is not None:
+            mem = state.unified if state.unified is not None else self.unified.initial(state.batch_size)
+            new = replace(new, unified=self.unified.update(mem, last, pos))
+        return new
+
+    def _check_state(self, state: StreamState, frame: Tensor) -> None:
+        dev = state.device
+        if dev is not None and dev != frame.device:
+            raise ValueError(f"frame is on {frame.device} but the stream state on {dev}; move one (state.to(device))")
+        if state.feats and state.feats[-1].shape[-1] != self.config.dim:
+            raise ValueError(f"state has width {state.feats[-1].shape[-1]} but this model D={self.config.dim}: "
+                             "it belongs to another model; call init_state")
+
+    def forward(self, clip: Tensor, state: StreamState | None = None, *, detach_every: int | None = None) -> SequenceOutput:
+        """Runs ``step`` over a clip (B, T, 3, H, W) in [0, 1] -> `SequenceOutput` (fields (B, T, ...))."""
+        return self.stream(clip, state, detach_every=detach_every)[0]
+
+    def stream(self, clip: Tensor, state: StreamState | None = None, *,
+               detach_every: int | None = None) -> tuple[SequenceOutput, StreamState]:
+        """Like ``forward`` but also returns the final state; ``detach_every=k`` detaches the
+        state every k frames (truncated back-propagation through time)."""
+        if not isinstance(clip, Tensor) or clip.dim() != 5 or clip.shape[2] != 3 or clip.shape[1] < 1:
+            shape = tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__
+            raise ValueError(f"expected a clip (B, T, 3, H, W) with T >= 1, got {shape}; for one frame use step()")
+        if state is None:
+            state = self.init_state(clip.shape[0], (clip.shape[-2], clip.shape[-1]))
+        outs = []
+        for i in range(clip.shape[1]):
+            out, state = self.step(clip[:, i], state)
+            outs.append(out)
+            if detach_every and (i + 1) % detach_every == 0:
+                state = state.detach()
+        return SequenceOutput.stack(outs), state
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute block activations in the backward pass (training memory <-> ~30 % compute)."""
+        for module in self.modules():
+            if isinstance(module, CheckpointedBlocks):
+                module.gradient_checkpointing = bool(enabled)
+
+    # ----- weights -----
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def parameter_breakdown(self) -> dict[str, int]:
+        """Parameters per top-level component (encoder, proj, tca, tdm, psm, unified, decoder, heads...)."""
+        out: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            key = name.split(".")[0]
+            out[key] = out.get(key, 0) + p.numel()
+        return out
+
+    def load_encoder_weights(self, path: str | os.PathLike) -> None:
+        """Loads a (CUT3R) encoder checkpoint into ``self.encoder`` (see `mem4d.model.weights`)."""
+        from mem4d.model.weights import load_encoder_weights
+
+        load_encoder_weights(self.encoder, path)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+        from mem4d.model.pretrained import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:
+        """Loads a directory written by ``save_pretrained``; ``"default"`` is the shipped model."""
+        from mem4d.model.pretrained import load_pretrained
+
+        return load_pretrained(cls, directory, map_location)

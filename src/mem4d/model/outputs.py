@@ -1,0 +1,115 @@
+"""What the model returns: `FrameOutput` (one streamed frame) and `SequenceOutput` (a clip).
+
+Conventions (CONVENTIONS.md): OpenCV camera axes, metric units, world frame = camera of the
+stream's frame 0 (``cam2world`` of frame 0 is exactly the identity), quaternions WXYZ with
+w >= 0, intrinsics in pixels with the principal point at ((W-1)/2, (H-1)/2).
+
+``pts_world`` and ``pts_cam`` come from two separate DPT heads (paper Eq. 6); they are *not*
+forced to satisfy ``pts_world == cam2world . pts_cam`` (training pushes them towards it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+__all__ = ["FrameOutput", "SequenceOutput"]
+
+
+class _TensorFields:
+    def _map(self, fn):  # type: ignore[no-untyped-def]
+        return replace(self, **{f.name: (None if getattr(self, f.name) is None else fn(getattr(self, f.name)))
+                                for f in fields(self)})  # type: ignore[arg-type]
+
+    def to(self, device: torch.device | str) -> _TensorFields:
+        """Moves every tensor to ``device``."""
+        return self._map(lambda t: t.to(device))
+
+    def detach(self) -> _TensorFields:
+        return self._map(lambda t: t.detach())
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Set fields by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}  # type: ignore[arg-type]
+
+
+@dataclass
+class FrameOutput(_TensorFields):
+    """Predictions for one frame of B streams.
+
+    Attributes:
+        pts_world: (B, H, W, 3) global pointmap X^g_t in the world frame (metres).
+        conf_world: (B, H, W) its confidence, >= 1.
+        pts_cam: (B, H, W, 3) self-view pointmap X^s_t in camera t's frame (metres).
+        conf_cam: (B, H, W) its confidence, >= 1.
+        depth: (B, H, W) z-depth, equal to ``pts_cam[..., 2]``.
+        intrinsics: (B, 3, 3) pinhole intrinsics from the predicted horizontal FoV, fy = fx.
+        cam2world: (B, 4, 4) camera t -> world (camera 0); identity for frame 0.
+        fov_x: (B,) horizontal field of view in radians, in (0, pi).
+        quat_wxyz: (B, 4) unit quaternion of cam2world's rotation, w >= 0.
+        translation: (B, 3) cam2world's translation (metres).
+        dynamic_prob: (B, H, W) probability that the pixel moves independently of the camera,
+            or None when the model has no motion head.
+    """
+
+    pts_world: Tensor
+    conf_world: Tensor
+    pts_cam: Tensor
+    conf_cam: Tensor
+    depth: Tensor
+    intrinsics: Tensor
+    cam2world: Tensor
+    fov_x: Tensor
+    quat_wxyz: Tensor
+    translation: Tensor
+    dynamic_prob: Tensor | None = None
+
+
+@dataclass
+class SequenceOutput(_TensorFields):
+    """Predictions for T frames of B streams: every `FrameOutput` field with a T dim after B.
+
+    ``seq[t]`` / ``seq.frame(t)`` gives frame t as a `FrameOutput`; ``len(seq)`` is T.
+    """
+
+    pts_world: Tensor
+    conf_world: Tensor
+    pts_cam: Tensor
+    conf_cam: Tensor
+    depth: Tensor
+    intrinsics: Tensor
+    cam2world: Tensor
+    fov_x: Tensor
+    quat_wxyz: Tensor
+    translation: Tensor
+    dynamic_prob: Tensor | None = None
+
+    @classmethod
+    def stack(cls, frames: list[FrameOutput]) -> SequenceOutput:
+        """Stacks per-frame outputs along a new dim 1."""
+        if not frames:
+            raise ValueError("SequenceOutput.stack needs at least one FrameOutput")
+        out = {}
+        for f in fields(FrameOutput):
+            values = [getattr(fr, f.name) for fr in frames]
+            out[f.name] = None if values[0] is None else torch.stack(values, dim=1)
+        return cls(**out)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pts_world.shape[1])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def frame(self, t: int) -> FrameOutput:
+        """Frame ``t`` (negative indices count from the end)."""
+        if not -self.num_frames <= t < self.num_frames:
+            raise IndexError(f"frame {t} out of range for a sequence of {self.num_frames} frames")
+        return FrameOutput(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[:, t])
+                              for f in fields(FrameOutput)})
+
+    def __getitem__(self, t: int) -> FrameOutput:
+        return self.frame(t)

@@ -1,0 +1,90 @@
+"""``save_pretrained`` / ``from_pretrained``: a directory with ``config.json`` + ``model.safetensors``.
+
+No pickle anywhere. Each file is written to a temporary name in the same directory and
+renamed into place, so a crash never leaves a half-written checkpoint under the real name.
+``from_pretrained("default")`` loads the model shipped in ``mem4d/weights/default/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from mem4d.config import Mem4DConfig
+
+if TYPE_CHECKING:
+    from mem4d.model.mem4d import Mem4D
+
+__all__ = ["CONFIG_NAME", "DEFAULT_DIR", "WEIGHTS_NAME", "load_pretrained", "save_pretrained"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(model: Mem4D, directory: str | os.PathLike) -> None:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+    def write_config(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps({"mem4d_config": model.config.to_dict()}, indent=2) + "\n")
+
+    _atomic_write(directory / CONFIG_NAME, write_config)
+
+
+def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:
+    from safetensors.torch import load_file
+
+    if str(directory) == "default":
+        directory = DEFAULT_DIR
+        if not (directory / WEIGHTS_NAME).is_file():
+            raise ValueError(
+                f"no shipped weights at {directory}: this install has no default model yet. Train one "
+                "(mem4d train ...) and pass its directory to Mem4D.from_pretrained(dir)"
+            )
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for path in (cfg_path, w_path):
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: from_pretrained expects a directory written by Mem4D.save_pretrained")
+    try:
+        raw = json.loads(cfg_path.read_text())
+        config = Mem4DConfig.from_dict(raw["mem4d_config"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{cfg_path} is not a mem4d config ({err!r}); re-save the model with save_pretrained") from err
+    model = cls(config)
+    try:
+        tensors = load_file(str(w_path), device=str(map_location))
+    except Exception as err:  # safetensors raises several error types for damaged files
+        raise ValueError(f"{w_path} is corrupt or not a safetensors file ({err}); re-save the model with save_pretrained") from err
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{w_path} does not match {cfg_path} ({err}); config and weights must come from the same save") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{w_path} does not match {cfg_path}: missing {sorted(result.missing_keys)[:8]}, unexpected "
+            f"{sorted(result.unexpected_keys)[:8]}; config and weights must come from the same save_pretrained call"
+        )
+    return model.to(map_location)

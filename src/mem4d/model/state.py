@@ -1,0 +1,191 @@
+"""`StreamState`: everything a Mem4D stream remembers between frames.
+
+The model holds only parameters; ``Mem4D.step(frame, state) -> (output, new_state)`` never
+mutates ``state`` (the lists and dict are rebuilt each step), so an old state can be resumed,
+two streams can share one model, and autograd sees no in-place writes.
+
+What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.dim``):
+
+- ``feats``: projected encoder features F of the last ``cfg.history`` frames, oldest first,
+  each (B, N, D); the TCA window and the TDM's two past frames are read from it.
+- ``psm_frames`` / ``psm_tokens``: the PSM queue, absolute frame indices (ascending, frame 0
+  first) and their E_p features P_j (B, N, D). At most ``psm.capacity`` entries.
+- ``psm_scale``: (B,) scene scale of frame 0's predicted global pointmap (E_p normaliser).
+- ``psm_cache``: compressed PSM groups keyed by ``(tier, first_frame, last_frame)`` ->
+  (B, n, D); only the groups used by the last readout are kept (see ``model/psm.py``).
+- ``unified``: (B, S, D) recurrent state tokens of the ``unified`` variant (None before frame 0).
+
+Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
+queue and the feature window are full, and only the number of partial compressed groups
+(one more or one fewer, depending on how absolute group blocks align with t) varies, by a
+few hundred kilobytes at most for the paper preset (constant for ``tiny``).
+
+Saved as one safetensors file whose metadata holds the non-tensor fields as JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["StreamState", "validate_frame"]
+
+_FORMAT = "mem4d.StreamState/1"
+
+
+@dataclass
+class StreamState:
+    """Memory of B lockstep streams (see the module docstring for each field)."""
+
+    batch_size: int
+    image_size: tuple[int, int]
+    frame_index: int = 0
+    feats: list[Tensor] = field(default_factory=list)
+    psm_frames: list[int] = field(default_factory=list)
+    psm_tokens: list[Tensor] = field(default_factory=list)
+    psm_scale: Tensor | None = None
+    psm_cache: dict[tuple[int, int, int], Tensor] = field(default_factory=dict)
+    unified: Tensor | None = None
+
+    # ----- tensor plumbing -----
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:
+        return replace(
+            self,
+            feats=[fn(t) for t in self.feats],
+            psm_frames=list(self.psm_frames),
+            psm_tokens=[fn(t) for t in self.psm_tokens],
+            psm_scale=None if self.psm_scale is None else fn(self.psm_scale),
+            psm_cache={k: fn(v) for k, v in self.psm_cache.items()},
+            unified=None if self.unified is None else fn(self.unified),
+        )
+
+    def detach(self) -> StreamState:
+        """A copy cut from the autograd graph (truncated back-propagation through time)."""
+        return self._map(lambda t: t.detach())
+
+    def to(self, device: torch.device | str) -> StreamState:
+        """A copy with every tensor on ``device``."""
+        return self._map(lambda t: t.to(device))
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor by a flat, stable name (the safetensors keys)."""
+        out: dict[str, Tensor] = {}
+        for i, t in enumerate(self.feats):
+            out[f"feats.{i}"] = t
+        for j, t in zip(self.psm_frames, self.psm_tokens):
+            out[f"psm_tokens.{j}"] = t
+        if self.psm_scale is not None:
+            out["psm_scale"] = self.psm_scale
+        for (tier, first, last), t in self.psm_cache.items():
+            out[f"psm_cache.{tier}.{first}.{last}"] = t
+        if self.unified is not None:
+            out["unified"] = self.unified
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    @property
+    def device(self) -> torch.device | None:
+        """Device of the state's tensors (None while it holds none)."""
+        ts = self.tensors()
+        return next(iter(ts.values())).device if ts else None
+
+    # ----- disk -----
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the state to one ``.safetensors`` file (atomically: temp file + rename)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        meta = {
+            "format": _FORMAT,
+            "batch_size": self.batch_size,
+            "image_size": list(self.image_size),
+            "frame_index": self.frame_index,
+            "num_feats": len(self.feats),
+            "psm_frames": self.psm_frames,
+            "psm_cache": [list(k) for k in self.psm_cache],
+        }
+        tensors = {k: v.detach().contiguous().clone() for k, v in self.tensors().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"mem4d": json.dumps(meta)})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> StreamState:
+        """Reads a state written by :meth:`save`; a foreign or damaged file raises ``ValueError``."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no stream state at {path}")
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                raw = (f.metadata() or {}).get("mem4d")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            meta = json.loads(raw) if raw else None
+        except Exception as err:  # safetensors raises several types for damaged files
+            raise ValueError(f"{path} is not a readable safetensors file ({err}); save it again with StreamState.save") from err
+        if not meta or meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a mem4d stream state (expected format {_FORMAT}); write it with StreamState.save")
+        try:
+            frames = [int(j) for j in meta["psm_frames"]]
+            state = cls(
+                batch_size=int(meta["batch_size"]),
+                image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
+                frame_index=int(meta["frame_index"]),
+                feats=[tensors[f"feats.{i}"] for i in range(int(meta["num_feats"]))],
+                psm_frames=frames,
+                psm_tokens=[tensors[f"psm_tokens.{j}"] for j in frames],
+                psm_scale=tensors.get("psm_scale"),
+                psm_cache={(int(a), int(b), int(c)): tensors[f"psm_cache.{a}.{b}.{c}"] for a, b, c in meta["psm_cache"]},
+                unified=tensors.get("unified"),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"{path}: stream state is incomplete or inconsistent ({err!r}); save it again") from err
+        return state
+
+
+def validate_frame(frame: object, state: StreamState) -> None:
+    """Raises ``ValueError`` (saying what to do) unless ``frame`` fits ``state``.
+
+    A frame is a float tensor (B, 3, H, W) with values in [0, 1], B and (H, W) as given to
+    ``init_state``.
+    """
+    if not isinstance(frame, Tensor):
+        raise ValueError(f"step expects a torch.Tensor frame (B, 3, H, W), got {type(frame).__name__}")
+    B, (H, W) = state.batch_size, state.image_size
+    if frame.dim() != 4 or frame.shape[1] != 3:
+        hint = " (for a clip (B, T, 3, H, W) call the model itself, or step one frame at a time)" if frame.dim() == 5 else ""
+        raise ValueError(f"step expects a frame of shape (B, 3, H, W), got {tuple(frame.shape)}{hint}")
+    if not frame.is_floating_point():
+        raise ValueError(f"frames must be float in [0, 1], got dtype {frame.dtype}; convert with frame.float() / 255")
+    if frame.shape[0] != B:
+        raise ValueError(f"frame batch {frame.shape[0]} != state batch_size {B}; call init_state(batch_size={frame.shape[0]}, ...)")
+    if tuple(frame.shape[-2:]) != (H, W):
+        raise ValueError(
+            f"frame size {frame.shape[-2]}x{frame.shape[-1]} != the stream's {H}x{W} (HxW); resize frames to "
+            f"{H}x{W} or start a new stream with init_state(image_size=({frame.shape[-2]}, {frame.shape[-1]}))"
+        )
+    ok = bool(((frame >= 0) & (frame <= 1)).all())  # NaN fails both comparisons
+    if not ok:
+        if bool(torch.isnan(frame).any()):
+            raise ValueError("frame contains NaN values; check the decoder / preprocessing that produced it")
+        raise ValueError(
+            f"frame values must be in [0, 1], got range [{float(frame.min()):.3g}, {float(frame.max()):.3g}]; "
+            "divide uint8 images by 255 (normalisation happens inside the model)"
+        )

@@ -1,0 +1,116 @@
+"""Deterministic training batches: the clip of step s depends only on (seed, step, rank), so a
+resumed run sees exactly the data an uninterrupted run would have seen."""
+
+from __future__ import annotations
+
+import torch
+
+from mem4d.data.sample import Sample
+from mem4d.train.recipe import DataRecipe
+
+VALIDATION_SEED_OFFSET = 1_000_003  # validation scenes never overlap training scenes
+
+
+def _mix(*values: int) -> int:
+    """A stable 63-bit hash of integers (splitmix-style); Python's hash() is salted per process."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class SyntheticBatches:
+    """Clips of `mem4d.data.synthetic` scenes generated on the fly.
+
+    `batch(step)` returns `batch_size` Samples of equal length T (drawn per step in
+    [num_frames, max_frames] for stage-2 recipes) and size `image_size`.
+    """
+
+    def __init__(self, recipe: DataRecipe, batch_size: int, rank: int = 0):
+        self.recipe = recipe
+        self.batch_size = batch_size
+        self.rank = rank
+
+    def num_frames(self, step: int) -> int:
+        r = self.recipe
+        if not r.max_frames or r.max_frames <= r.num_frames:
+            return r.num_frames
+        g = torch.Generator().manual_seed(_mix(r.seed, step, 17))
+        return int(torch.randint(r.num_frames, r.max_frames + 1, (1,), generator=g))
+
+    def scene_seed(self, step: int, index: int) -> int:
+        r = self.recipe
+        if r.scenes:
+            return r.seed + (step * self.batch_size * 7919 + index + self.rank * 104729) % r.scenes
+        return _mix(r.seed, step, index, self.rank) % (2**31)
+
+    def batch(self, step: int) -> list[Sample]:
+        from mem4d.data.synthetic import make_scene
+
+        T = self.num_frames(step)
+        return [
+            make_scene(self.scene_seed(step, i), T, image_size=tuple(self.recipe.image_size), dynamic=self.recipe.dynamic)
+            for i in range(self.batch_size)
+        ]
+
+    def validation(self) -> list[Sample]:
+        from mem4d.data.synthetic import make_scene
+
+        r = self.recipe
+        return [
+            make_scene(VALIDATION_SEED_OFFSET + r.seed + i, r.val_frames, image_size=tuple(r.image_size), dynamic=r.dynamic)
+            for i in range(r.val_scenes)
+        ]
+
+
+class MixtureBatches:
+    """Clips from a weighted mixture of dataset readers (`mem4d.data.sources`), e.g. data a user
+    preprocessed for CUT3R. Each `recipe.datasets` entry is `{reader, root, weight, **reader_kwargs}`.
+    Clip lengths follow the same per-step draw as `SyntheticBatches`.
+    """
+
+    def __init__(self, recipe: DataRecipe, batch_size: int, rank: int = 0):
+        from mem4d.data.sources import make_source
+
+        if not recipe.datasets:
+            raise ValueError("data.source=mixture needs data.datasets: a list of {reader, root, weight}")
+        self.recipe, self.batch_size, self.rank = recipe, batch_size, rank
+        self.sources, self.weights = [], []
+        for entry in recipe.datasets:
+            entry = dict(entry)
+            if "reader" not in entry or "root" not in entry:
+                raise ValueError(f"each data.datasets entry needs 'reader' and 'root', got {entry}")
+            weight = float(entry.pop("weight", 1.0))
+            self.sources.append(make_source(entry.pop("reader"), entry.pop("root"), **entry))
+            self.weights.append(weight)
+        self._datasets: dict[int, object] = {}
+        self._lengths = SyntheticBatches(recipe, batch_size, rank)
+
+    def _dataset(self, num_frames: int):
+        from mem4d.data.clips import ClipDataset, ClipSampler
+
+        if num_frames not in self._datasets:
+            self._datasets[num_frames] = ClipDataset(
+                self.sources, self.weights, sampler=ClipSampler(num_frames=num_frames, stride=(1, 3)),
+                sizes=[tuple(self.recipe.image_size)], size_group=self.batch_size,
+                length=2**31 - 1, seed=self.recipe.seed,
+            )
+        return self._datasets[num_frames]
+
+    def batch(self, step: int) -> list[Sample]:
+        dataset = self._dataset(self._lengths.num_frames(step))
+        base = (step * 65_537 + self.rank * 1_000_003) * self.batch_size
+        return [dataset.get(base + i) for i in range(self.batch_size)]
+
+    def validation(self) -> list[Sample]:
+        return SyntheticBatches(self.recipe, self.batch_size, self.rank).validation()
+
+
+def make_batches(recipe: DataRecipe, batch_size: int, rank: int = 0):
+    """The batch provider a recipe names (`data.source`: synthetic | mixture)."""
+    if recipe.source == "synthetic":
+        return SyntheticBatches(recipe, batch_size, rank)
+    if recipe.source == "mixture":
+        return MixtureBatches(recipe, batch_size, rank)
+    raise ValueError(f"unknown data.source {recipe.source!r}; use 'synthetic' or 'mixture'")

@@ -1,0 +1,129 @@
+"""Training recipes: typed dataclasses read from YAML (`configs/*.yaml`), overridable with
+`--set section.key=value` (values parsed as YAML scalars; nothing is ever `eval`-ed)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mem4d.losses.objective import LossWeights
+
+
+@dataclass
+class ModelRecipe:
+    preset: str = "tiny"  # tiny | small | paper
+    overrides: dict[str, Any] = field(default_factory=dict)  # nested Mem4DConfig fields
+    init_encoder: str | None = None  # a CUT3R .pth or safetensors file to initialise the encoder
+    init_from: str | None = None  # a save_pretrained() directory to start from
+
+
+@dataclass
+class DataRecipe:
+    source: str = "synthetic"  # synthetic | mixture (see mem4d.data.clips)
+    image_size: tuple[int, int] = (64, 64)  # (H, W)
+    num_frames: int = 4  # stage 1: fixed length
+    max_frames: int | None = None  # stage 2: clip length drawn in [num_frames, max_frames]
+    dynamic: bool = True
+    seed: int = 0
+    scenes: int | None = None  # a finite pool of scenes (None: a new scene every clip)
+    datasets: list[dict[str, Any]] = field(default_factory=list)  # for source=mixture
+    val_scenes: int = 4
+    val_frames: int = 8
+
+
+@dataclass
+class TrainRecipe:
+    steps: int = 200
+    batch_size: int = 2
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    detach_every: int | None = None  # truncated back-propagation through the stream
+    grad_checkpointing: bool = False
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    encoder_trainable: bool = True
+    log_every: int = 10
+    ckpt_every: int = 50
+    keep_checkpoints: int = 2
+    val_every: int = 0  # 0: only at the end
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    tensorboard: bool = True
+
+
+@dataclass
+class Recipe:
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    data: DataRecipe = field(default_factory=DataRecipe)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Recipe":
+        return _build(cls, raw, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {path} not found; see configs/ for the shipped recipes")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"recipe {path} must be a mapping of sections (model, data, train, loss)")
+        for item in overrides or []:
+            apply_override(raw, item)
+        return cls.from_dict(raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Applies one `section.key=value` override in place; the value is parsed as a YAML scalar."""
+    if "=" not in item:
+        raise ValueError(f"--set expects key=value (e.g. train.steps=100), got {item!r}")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: {part!r} is not a section")
+    node[parts[-1]] = parse_value(value)
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar/list, with numbers like `1e-4` read as floats (YAML 1.1 would keep a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe section {where or 'root'} must be a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"unknown recipe key(s) {unknown} in {where or 'root'}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in raw.items():
+        default = getattr(cls(), name)
+        if is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}".strip("."))
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,215 @@
+"""The training loop, top to bottom: recipe → model, data, optimiser → steps → checkpoints.
+
+    mem4d train --config configs/tiny-synthetic.yaml --out runs/tiny [--set train.steps=100] [--resume]
+
+Every run writes `RUN_DIR/metrics.jsonl` (one JSON object per logged step with at least `step`
+and `loss`; validation rows carry `val/...` keys), `RUN_DIR/recipe.yaml`, checkpoints under
+`RUN_DIR/checkpoints/` and, when the `train` extra is installed, TensorBoard logs in `RUN_DIR/tb`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+
+from mem4d.losses.objective import Mem4DObjective, Targets
+from mem4d.train.batches import make_batches
+from mem4d.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mem4d.train.distributed import DistInfo, gather_digests, init_distributed, mean_across, shutdown_distributed
+from mem4d.train.optim import build_optimizer, build_scheduler
+from mem4d.train.recipe import Recipe
+
+
+def build_model(recipe: Recipe):
+    """The Mem4D model a recipe describes (preset + overrides, encoder init, trainability)."""
+    from mem4d.config import Mem4DConfig
+    from mem4d.model.mem4d import Mem4D
+
+    m = recipe.model
+    if m.init_from:
+        model = Mem4D.from_pretrained(m.init_from)
+    else:
+        presets = {"tiny": Mem4DConfig.tiny, "small": Mem4DConfig.small, "paper": Mem4DConfig.paper}
+        if m.preset not in presets:
+            raise ValueError(f"unknown model preset {m.preset!r}; choose one of {sorted(presets)}")
+        config = presets[m.preset]()
+        if m.overrides:
+            config = Mem4DConfig.from_dict(_deep_merge(config.to_dict(), m.overrides))
+        model = Mem4D(config)
+    if m.init_encoder:
+        model.load_encoder_weights(m.init_encoder)
+    for p in model.encoder.parameters():
+        p.requires_grad_(recipe.train.encoder_trainable)
+    return model
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _stack(samples: list, device: torch.device) -> tuple[torch.Tensor, Targets]:
+    clip = torch.stack([s.images for s in samples]).to(device)
+    return clip, Targets.from_samples([s.to(device) for s in samples])
+
+
+class MetricsLog:
+    """Appends JSON lines to RUN_DIR/metrics.jsonl (main process only); on resume, drops rows of
+    steps that will be re-run so the file reads like an uninterrupted run."""
+
+    def __init__(self, path: Path, start_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            kept = [r for r in rows if r.get("step", 0) < start_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+@torch.no_grad()
+def validate(model, samples: list, device: torch.device) -> dict[str, float]:
+    """Depth (per-sequence scale) and pose metrics of the model on held-out scenes."""
+    from mem4d.eval.metrics import depth_metrics, pose_metrics
+
+    was_training = model.training
+    model.eval()
+    rows = []
+    for s in samples:
+        out = model(s.images[None].to(device))
+        d = depth_metrics(out.depth[0].float().cpu(), s.depth, s.valid, align="scale")
+        p = pose_metrics(out.cam2world[0].double().cpu(), s.cam2world.double())
+        rows.append({"abs_rel": d["abs_rel"], "delta1": d["delta1"], "ate": p["ate"]})
+    model.train(was_training)
+    return {f"val/{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Runs (or resumes) training; returns the last logged row."""
+    t = recipe.train
+    device = _device(t.device)
+    dist_info: DistInfo = init_distributed(device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if dist_info.is_main:
+        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+            raise ValueError(f"run folder {run_dir} is not empty: pass --resume to continue it, or choose a new --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+    torch.manual_seed(t.seed)
+    model = build_model(recipe).to(device)
+    model.train()
+    if t.grad_checkpointing and hasattr(model, "set_gradient_checkpointing"):
+        model.set_gradient_checkpointing(True)
+    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas)
+    scheduler = build_scheduler(optimizer, t.steps, t.warmup_steps, t.min_lr_ratio)
+    start = load_checkpoint(ckpt, model, optimizer, scheduler) if ckpt else 0
+    # some parameters (e.g. memory readers at a clip's first frame) may get no gradient in a step
+    net = DistributedDataParallel(model, find_unused_parameters=True) if dist_info.enabled else model
+
+    data = make_batches(recipe.data, t.batch_size, rank=dist_info.rank)
+    objective = Mem4DObjective(recipe.loss)
+    log = MetricsLog(run_dir / "metrics.jsonl", start, dist_info.is_main)
+    tb = _tensorboard(run_dir, t.tensorboard and dist_info.is_main)
+    use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    val_set = data.validation() if dist_info.is_main and recipe.data.val_scenes > 0 else []
+
+    bar = _progress(start, t.steps, progress and dist_info.is_main)
+    row: dict[str, Any] = {}
+    frames_seen, tick = 0, time.perf_counter()
+    for step in range(start, t.steps):
+        clip, targets = _stack(data.batch(step), device)
+        with autocast:
+            pred = net(clip, detach_every=t.detach_every)
+        if use_bf16:  # the objective runs in float32
+            pred = dataclasses.replace(pred, **{k: v.float() for k, v in pred.tensors().items() if v.is_floating_point()})
+        loss, terms = objective(pred, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or enable train.grad_clip")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
+        optimizer.step()
+        scheduler.step()
+        frames_seen += clip.shape[0] * clip.shape[1] * dist_info.world_size
+        done = step + 1
+
+        if done % t.log_every == 0 or done == t.steps:
+            elapsed = time.perf_counter() - tick
+            row = {"step": done, "loss": mean_across(loss, dist_info).item()}
+            row.update({k: v.item() for k, v in terms.items() if k != "total"})
+            row.update({"lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "frames_per_s": frames_seen / max(elapsed, 1e-9)})
+            frames_seen, tick = 0, time.perf_counter()
+            log.write(row)
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "step":
+                        tb.add_scalar(f"train/{k}", v, done)
+                _log_depth_images(tb, pred, done)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", fps=f"{row['frames_per_s']:.1f}")
+        if val_set and ((t.val_every and done % t.val_every == 0) or done == t.steps):
+            val_row = {"step": done, **validate(model, val_set, device)}
+            log.write(val_row)
+            if tb is not None:
+                for k, v in val_row.items():
+                    if k != "step":
+                        tb.add_scalar(k, v, done)
+            row.update(val_row)
+        if dist_info.is_main and (done % t.ckpt_every == 0 or done == t.steps):
+            save_checkpoint(run_dir, done, model, optimizer, scheduler, recipe.to_dict(), keep=t.keep_checkpoints)
+        bar.update(1)
+    bar.close()
+    digests = gather_digests(model, dist_info)  # replicas must be identical after DDP training
+    if dist_info.is_main:
+        model.save_pretrained(run_dir / "final")
+        (run_dir / "replicas.json").write_text(json.dumps({"world_size": dist_info.world_size, "digests": digests}))
+    if tb is not None:
+        tb.close()
+    shutdown_distributed()
+    return row
+
+
+def _tensorboard(run_dir: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the `train` extra is not installed: metrics.jsonl still has everything
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def _log_depth_images(tb, pred, step: int) -> None:
+    depth = pred.depth[0, :4].detach().float()
+    lo, hi = depth.amin(), depth.amax()
+    tb.add_images("train/depth", ((depth - lo) / (hi - lo + 1e-8))[:, None].cpu(), step)
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)

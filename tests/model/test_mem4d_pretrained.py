@@ -1,0 +1,79 @@
+"""save_pretrained / from_pretrained: round trip, atomic files, actionable errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import build_tiny, make_clip
+
+from mem4d.model.mem4d import Mem4D
+from mem4d.model.pretrained import DEFAULT_DIR, WEIGHTS_NAME
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_round_trip(tmp_path):
+    model = build_tiny(seed=6, variant="no_tca")
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = Mem4D.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config == model.config
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    clip = make_clip(3, H=32, W=32)
+    with torch.no_grad():
+        assert torch.equal(model(clip).pts_world, loaded(clip).pts_world)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ValueError, match="save_pretrained"):
+        Mem4D.from_pretrained(tmp_path / "nothing")
+    model = build_tiny()
+    model.save_pretrained(tmp_path)
+    (tmp_path / WEIGHTS_NAME).write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="corrupt"):
+        Mem4D.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config"):
+        Mem4D.from_pretrained(tmp_path)
+
+
+def test_config_and_weights_must_match(tmp_path):
+    build_tiny().save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["mem4d_config"]["variant"] = "unified"
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="does not match"):
+        Mem4D.from_pretrained(tmp_path)
+    raw["mem4d_config"]["variant"] = "full"
+    raw["mem4d_config"]["tca"]["extra"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="extra"):
+        Mem4D.from_pretrained(tmp_path)
+
+
+def test_default_is_reserved_for_the_shipped_model():
+    if (DEFAULT_DIR / WEIGHTS_NAME).is_file():
+        assert isinstance(Mem4D.from_pretrained("default"), Mem4D)
+    else:
+        with pytest.raises(ValueError, match="no shipped weights"):
+            Mem4D.from_pretrained("default")
+
+
+def test_load_encoder_weights_wrapper(shared_reference):
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from mem4d.config import Mem4DConfig
+
+    cfg = Mem4DConfig.tiny()
+    cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, width=128, depth=2, num_heads=2))
+    model = Mem4D(cfg)
+    path = shared_reference / "cut3r_encoder_parity" / "weights.safetensors"
+    model.load_encoder_weights(path)
+    ref = load_file(str(path))
+    assert torch.equal(model.encoder.enc_blocks[1].attn.qkv.weight, ref["enc_blocks.1.attn.qkv.weight"])
+    assert not any(p.requires_grad for p in model.encoder.parameters())  # still frozen

@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mem4d.train.optim import build_scheduler, parameter_groups, warmup_cosine
+from mem4d.train.recipe import Recipe, apply_override
+
+
+def test_shipped_recipes_parse(tmp_path):
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert {p.name for p in configs} >= {"tiny-synthetic.yaml", "small-synthetic.yaml", "paper-stage1.yaml", "paper-stage2.yaml"}
+    for path in configs:
+        recipe = Recipe.from_yaml(path)
+        assert recipe.train.steps > 0 and recipe.model.preset in {"tiny", "small", "paper"}
+    stage2 = Recipe.from_yaml(Path(configs[0]).parent / "paper-stage2.yaml")
+    assert (stage2.data.num_frames, stage2.data.max_frames) == (11, 48)
+    assert Recipe.from_yaml(Path(configs[0]).parent / "paper-stage1.yaml").data.num_frames == 11
+
+
+def test_overrides_are_parsed_as_yaml_scalars_not_code(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  steps: 5\n")
+    recipe = Recipe.from_yaml(path, ["train.steps=7", "train.lr=1e-4", "data.image_size=[32, 48]", "model.preset=small"])
+    assert recipe.train.steps == 7 and recipe.train.lr == pytest.approx(1e-4)
+    assert recipe.data.image_size == (32, 48) and recipe.model.preset == "small"
+    raw = {}
+    apply_override(raw, "model.overrides=__import__('os').system('echo hacked')")
+    assert raw["model"]["overrides"] == "__import__('os').system('echo hacked')"  # a plain string
+
+
+def test_unknown_recipe_keys_are_rejected(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  stepz: 5\n")
+    with pytest.raises(ValueError, match="stepz"):
+        Recipe.from_yaml(path)
+    with pytest.raises(ValueError, match="key=value"):
+        Recipe.from_yaml(tmp_path / "r.yaml", ["train.steps"])
+    with pytest.raises(FileNotFoundError):
+        Recipe.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_no_weight_decay_on_norms_biases_and_tokens():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.norm = nn.LayerNorm(4)
+            self.camera_token = nn.Parameter(torch.zeros(1, 1, 4))
+
+    decay, no_decay = parameter_groups(Net(), 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert len(decay["params"]) == 1 and decay["params"][0].shape == (4, 4)
+    assert len(no_decay["params"]) == 4  # lin.bias, norm.weight, norm.bias, camera_token
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine(100, 100, 10, 0.1) == pytest.approx(0.1)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = build_scheduler(opt, 20, 4, 0.0)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.5, 1.0, 1.5, 2.0]) and lrs[-1] < 0.1 and max(lrs) == pytest.approx(2.0)
