@@ -19,7 +19,10 @@ SUBCOMMANDS = {
     "synth": "synth",
     "train": "train",
     "eval": "eval",
+    "scene": "scene",
     "bench": "bench",
+    "reconstruct": "reconstruct",
+    "view": "view",
 }
 
 
