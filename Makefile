@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test venv venv-dev clean
+.PHONY: demo test venv venv-dev browser clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ venv-dev: $(VENV)/.dev
 demo: $(VENV)/.main
 	$(VENV)/bin/mem4d demo
 
-test: $(VENV)/.dev
+# the viewer's tests drive a real headless Chromium (Debian package)
+browser:
+	bash scripts/install_browser.sh
+
+test: $(VENV)/.dev browser
 	$(PY) -m pytest -q
 
 clean:

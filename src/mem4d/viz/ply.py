@@ -121,8 +121,10 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
         elif parts[0] == "element":
             elements.append((parts[1], int(parts[2]), []))
         elif parts[0] == "property":
-            if parts[1] == "list":
-                raise ValueError(f"{path}: list properties are not supported by read_ply")
+            if parts[1] == "list":  # fine in later elements (faces): only the vertex block is read
+                if elements:
+                    elements[-1][2].append((parts[-1], "list"))
+                continue
             if not elements or parts[1] not in _PLY_TYPES:
                 raise ValueError(f"{path}: bad property line {line!r}")
             elements[-1][2].append((parts[2], _PLY_TYPES[parts[1]]))
@@ -131,6 +133,8 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not elements or elements[0][0] != "vertex":
         raise ValueError(f"{path}: the first element must be 'vertex'")
     _, n, props = elements[0]
+    if any(code == "list" for _, code in props):
+        raise ValueError(f"{path}: list properties in the vertex element are not supported")
     if fmt == "ascii":
         text = data[body_start:].decode("ascii").split()
         if len(text) < n * len(props):
@@ -144,6 +148,8 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: truncated binary body ({len(data) - body_start} bytes for {n} vertices)")
         table = np.frombuffer(data, dtype=dtype, count=n, offset=body_start)
         out = {name: np.array(table[name]) for name, _ in props}
+    if not all(c in out for c in "xyz"):
+        raise ValueError(f"{path}: vertex element has no x y z properties")
     out["xyz"] = np.stack([out["x"], out["y"], out["z"]], axis=-1).astype(np.float64) if n else np.zeros((0, 3))
     if all(c in out for c in ("red", "green", "blue")):
         out["rgb"] = np.stack([out["red"], out["green"], out["blue"]], axis=-1).astype(np.uint8)

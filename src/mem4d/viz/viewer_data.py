@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mem4d.viz.ply import read_ply
+
 __all__ = [
     "Frame",
     "FrameCache",
@@ -45,13 +47,6 @@ __all__ = [
     "scene_scale",
     "up_direction",
 ]
-
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
 
 
 def _colour_u8(values: np.ndarray) -> np.ndarray:
@@ -80,62 +75,11 @@ def read_ply_points(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
     Raises:
         ValueError: not a PLY file, truncated, or no ``x y z`` vertex properties.
     """
-    path = Path(path)
-    with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
-            raise ValueError(f"{path}: not a PLY file (no 'ply' magic line)")
-        fmt, elements = None, []  # elements: [name, count, [(prop, dtype code)]]
-        while True:
-            raw = f.readline()
-            if not raw:
-                raise ValueError(f"{path}: PLY header has no 'end_header'")
-            parts = raw.decode("ascii", errors="replace").split()
-            if not parts or parts[0] in ("comment", "obj_info"):
-                continue
-            if parts[0] == "end_header":
-                break
-            if parts[0] == "format" and len(parts) >= 2:
-                fmt = parts[1]
-            elif parts[0] == "element" and len(parts) == 3:
-                elements.append([parts[1], int(parts[2]), []])
-            elif parts[0] == "property" and elements:
-                if parts[1] == "list":
-                    elements[-1][2].append((parts[-1], "list"))
-                elif parts[1] in _PLY_TYPES and len(parts) == 3:
-                    elements[-1][2].append((parts[2], _PLY_TYPES[parts[1]]))
-                else:
-                    raise ValueError(f"{path}: bad PLY property line {raw!r}")
-        body = f.tell()
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise ValueError(f"{path}: unknown PLY format {fmt!r}")
-    if not elements or elements[0][0] != "vertex":
-        raise ValueError(f"{path}: the first PLY element must be 'vertex'")
-    _, n, props = elements[0]
-    names = [p for p, _ in props]
-    if any(code == "list" for _, code in props):
-        raise ValueError(f"{path}: list properties in the vertex element are not supported")
-    if not all(c in names for c in "xyz"):
-        raise ValueError(f"{path}: vertex element has no x y z properties")
-    if fmt == "ascii":
-        with open(path, "rb") as f:
-            f.seek(body)
-            table = np.loadtxt(f, dtype=np.float64, max_rows=n, ndmin=2) if n else np.zeros((0, len(props)))
-        if table.shape != (n, len(props)):
-            raise ValueError(f"{path}: ascii PLY body has shape {table.shape}, expected ({n}, {len(props)})")
-        column = {name: table[:, i] for i, name in enumerate(names)}
-    else:
-        order = "<" if fmt == "binary_little_endian" else ">"
-        dtype = np.dtype([(name, order + code) for name, code in props])
-        size = path.stat().st_size - body
-        if size < n * dtype.itemsize:
-            raise ValueError(f"{path}: truncated PLY body ({size} bytes for {n} vertices of {dtype.itemsize})")
-        table = np.fromfile(path, dtype=dtype, count=n, offset=body)
-        column = {name: table[name] for name in names}
-    xyz = np.stack([column["x"], column["y"], column["z"]], axis=-1).astype(np.float32)
+    cloud = read_ply(path)
     rgb = None
-    if all(c in column for c in ("red", "green", "blue")):
-        rgb = _colour_u8(np.stack([column["red"], column["green"], column["blue"]], axis=-1))
-    return xyz, rgb
+    if all(c in cloud for c in ("red", "green", "blue")):
+        rgb = _colour_u8(np.stack([cloud["red"], cloud["green"], cloud["blue"]], axis=-1))
+    return cloud["xyz"].astype(np.float32), rgb
 
 
 @dataclass
