@@ -89,3 +89,19 @@ def test_ddp_two_cpu_processes_keep_identical_replicas(tmp_path):
     replicas = json.loads((tmp_path / "ddp" / "replicas.json").read_text())
     assert replicas["world_size"] == 2
     assert len(set(replicas["digests"])) == 1, "DDP replicas diverged"
+
+
+def test_validation_survives_a_camera_that_only_rotates():
+    from mem4d.config import Mem4DConfig
+    from mem4d.data.synthetic import make_scene
+    from mem4d.model.mem4d import Mem4D
+    from mem4d.train.trainer import validate
+
+    torch.manual_seed(0)
+    model = Mem4D(Mem4DConfig.tiny())
+    turning = make_scene(0, 4, image_size=(32, 48), camera_path="rotation")
+    moving = make_scene(1, 4, image_size=(32, 48), camera_path="forward")
+    row = validate(model, [turning], torch.device("cpu"))
+    assert "val/ate" not in row and 0 <= row["val/delta1"] <= 1  # no Sim(3) alignment exists: skipped
+    row = validate(model, [turning, moving], torch.device("cpu"))
+    assert row["val/ate"] > 0 and model.training

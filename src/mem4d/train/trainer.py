@@ -89,19 +89,33 @@ class MetricsLog:
 
 @torch.no_grad()
 def validate(model, samples: list, device: torch.device) -> dict[str, float]:
-    """Depth (per-sequence scale) and pose metrics of the model on held-out scenes."""
+    """Depth (per-sequence scale) and pose metrics of the model on held-out scenes.
+
+    ATE is averaged over the scenes whose ground-truth camera moves (a pure rotation has no
+    Sim(3) alignment, as in the evaluation protocol, which skips such sequences).
+    """
     from mem4d.eval.metrics import depth_metrics, pose_metrics
+    from mem4d.eval.metrics.pose import PoseAlignmentError
 
     was_training = model.training
     model.eval()
-    rows = []
+    depth_rows, ates = [], []
     for s in samples:
         out = model(s.images[None].to(device))
         d = depth_metrics(out.depth[0].float().cpu(), s.depth, s.valid, align="scale")
-        p = pose_metrics(out.cam2world[0].double().cpu(), s.cam2world.double())
-        rows.append({"abs_rel": d["abs_rel"], "delta1": d["delta1"], "ate": p["ate"]})
+        depth_rows.append((d["abs_rel"], d["delta1"]))
+        try:
+            ates.append(pose_metrics(out.cam2world[0].double().cpu(), s.cam2world.double())["ate"])
+        except PoseAlignmentError:
+            pass
     model.train(was_training)
-    return {f"val/{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    row = {
+        "val/abs_rel": sum(r[0] for r in depth_rows) / len(depth_rows),
+        "val/delta1": sum(r[1] for r in depth_rows) / len(depth_rows),
+    }
+    if ates:
+        row["val/ate"] = sum(ates) / len(ates)
+    return row
 
 
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
