@@ -97,7 +97,18 @@ class RotaryEmbedding(nn.Module):
         return f"head_dim={self.head_dim}, num_axes={self.num_axes}, base={self.base}, axis_dims={self.axis_dims}"
 
     def inv_freq(self, axis: int, device: torch.device | None = None) -> Tensor:
-        """Frequencies ``base ** (-i / (d/2))`` of one axis chunk, float32 of shape ``(d/2,)``."""
+        """Frequencies ``base ** (-i / (d/2))`` of one axis chunk, float32 of shape ``(d/2,)``.
+
+        Constants, memoised per (axis, device) in a plain dict (not a buffer, so state dicts and
+        meta-device construction are unaffected).
+        """
+        key = (axis, str(device))
+        cache = self.__dict__.setdefault("_inv_freq_cache", {})
+        if key not in cache:
+            cache[key] = self._compute_inv_freq(axis, device)
+        return cache[key]
+
+    def _compute_inv_freq(self, axis: int, device: torch.device | None) -> Tensor:
         half = self.axis_dims[axis] // 2
         # float64 then float32: the table is exact to float32 rounding whatever the device.
         exponent = torch.arange(half, dtype=torch.float64, device=device) / half
