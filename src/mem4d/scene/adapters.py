@@ -55,6 +55,8 @@ def observation_from_frame_output(out: Any, t: int, rgb: Any, batch_index: int =
     K = _pick(out, "intrinsics", batch_index).astype(np.float64)
     c2w = _pick(out, "cam2world", batch_index).astype(np.float64)
     dyn = _pick(out, "dynamic_prob", batch_index, required=False)
+    # a weak model can put points behind its camera or emit non-finite values: invalid pixels
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0)
     H, W = depth.shape
     img = to_numpy(rgb)
     if img.ndim == 4:

@@ -47,6 +47,9 @@ class CameraPath:
         return self.rotations[:, :, 2]
 
 
+LOOP_OVERLAP = 1.08  # a "loop" path turns 1.08 times: the last 8% of the clip re-traces the start
+
+
 def look_rotation(forward: np.ndarray, roll: np.ndarray | float = 0.0) -> np.ndarray:
     """cam2world rotations (…,3,3) looking along `forward` (…,3) with z up and a roll (radians)."""
     f = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
@@ -202,8 +205,7 @@ def make_camera_path(
         aspect = rng.uniform(0.6, 1.0)
         direction = rng.choice([-1.0, 1.0])
         theta0 = rng.uniform(-math.pi, math.pi)
-        overlap = 1.08  # the last 8% of the clip re-traces the start
-        theta = theta0 + direction * 2 * math.pi * overlap * t / max(T - 1, 1)
+        theta = theta0 + direction * 2 * math.pi * LOOP_OVERLAP * t / max(T - 1, 1)
         rel = np.stack([radius * np.cos(theta), radius * aspect * np.sin(theta), 0.05 * np.sin(2 * theta)], -1)
         outward = rng.random() < 0.6
         offset = rng.uniform(-0.9, 0.9) if outward else rng.uniform(-0.3, 0.3)
