@@ -71,3 +71,22 @@ def test_warmup_then_cosine():
         opt.step()
         sched.step()
     assert lrs[:4] == pytest.approx([0.5, 1.0, 1.5, 2.0]) and lrs[-1] < 0.1 and max(lrs) == pytest.approx(2.0)
+
+
+def test_mixture_batches_read_cut3r_layout_data(tmp_path):
+    from mem4d.data.cut3r_layout import write_scene
+    from mem4d.data.synthetic import make_scene
+    from mem4d.train.batches import make_batches
+    from mem4d.train.recipe import DataRecipe
+
+    for seed in (0, 1):
+        write_scene(make_scene(seed, 8, image_size=(40, 56)), tmp_path, f"scene{seed}")
+    recipe = DataRecipe(source="mixture", image_size=(32, 48), num_frames=3,
+                        datasets=[{"reader": "cut3r", "root": str(tmp_path), "weight": 1.0}])
+    batches = make_batches(recipe, batch_size=2)
+    clips = batches.batch(0)
+    assert len(clips) == 2 and all(c.images.shape == (3, 3, 32, 48) for c in clips)
+    again = make_batches(recipe, batch_size=2).batch(0)
+    assert all(torch.equal(a.images, b.images) for a, b in zip(clips, again))  # resumable: same step, same data
+    with pytest.raises(ValueError, match="datasets"):
+        make_batches(DataRecipe(source="mixture"), 2)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mem4d.data.sources.cut3r import Cut3rSource
 from mem4d.data.sources.base import Frame, SequenceSource, SourceLike, reprojection_depth_errors
 from mem4d.data.sources.kitti import KittiSource
 from mem4d.data.sources.nrgbd import NrgbdSource
@@ -40,6 +41,7 @@ __all__ = [
     "KittiSource",
     "NrgbdSource",
     "PointOdysseySource",
+    "Cut3rSource",
 ]
 
 #: Registry: dataset name -> reader class (``make_source(name, root, **kwargs)``).
@@ -51,6 +53,7 @@ SOURCES: dict[str, type] = {
     "kitti": KittiSource,
     "nrgbd": NrgbdSource,
     "pointodyssey": PointOdysseySource,
+    "cut3r": Cut3rSource,
 }
 
 
