@@ -88,7 +88,33 @@ def test_cli_choices_match_the_generator():
     assert synth.ENVIRONMENTS == synthetic.ENVIRONMENTS
 
 
-def test_demo_writes_its_files(tmp_path, capsys):
+@pytest.fixture
+def no_shipped_model(tmp_path, monkeypatch):
+    """The demo sees no shipped model, whether or not this checkout has one."""
+    from mem4d.model import pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_DIR", tmp_path / "no-weights")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained tiny model saved with save_pretrained."""
+    import torch
+
+    from mem4d.config import Mem4DConfig
+    from mem4d.model.mem4d import Mem4D
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    Mem4D(Mem4DConfig.tiny()).save_pretrained(path)
+    return path
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
+
+
+def test_demo_writes_its_files(tmp_path, capsys, no_shipped_model):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "4", "--size", "48x64"]) == 0
     for t in range(4):
@@ -100,8 +126,102 @@ def test_demo_writes_its_files(tmp_path, capsys):
     assert plot.size[0] > 300
     assert np.asarray(Image.open(out / "depth" / "000000.png")).shape == (48, 64, 3)
     assert json.loads((out / "scene.json").read_text())["num_frames"] == 4
+    assert not (out / "reconstruction").exists()
+    report = (out / "report.html").read_text()
+    assert "No trained model ships with mem4d yet" in report and "configs/ship-tiny.yaml" in report
+    assert report.count("data:image/png;base64,") >= 4 * 3 + 2  # frame strips, trajectory, scene plot
+    assert "http://" not in report and "https://" not in report  # self-contained
+    assert json.loads((out / "demo.json").read_text())["ckpt"] is None
     printed = capsys.readouterr().out
-    assert "camera_path.png" in printed and str(out) in printed
+    assert "camera_path.png" in printed and str(out) in printed and "report.html" in printed
+    assert "NO TRAINED MODEL" in printed
+    assert "mem4d train --config configs/ship-tiny.yaml --out runs/ship" in printed
+    assert "mem4d demo --ckpt runs/ship/final" in printed
+    assert _leftovers(tmp_path) == []
+
+
+def test_demo_with_a_checkpoint_reconstructs_and_scores(tmp_path, capsys, tiny_ckpt):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--ckpt", str(tiny_ckpt), "--frames", "4", "--size", "48x64"]) == 0
+    recon = out / "reconstruction"
+    lines = [x for x in (recon / "trajectory.txt").read_text().splitlines() if x and not x.startswith("#")]
+    assert len(lines) == 4
+    assert json.loads((recon / "meta.json").read_text())["complete"] is True
+    assert np.load(recon / "depth" / "000003.npy").shape == (48, 64)
+    assert (out / "frames" / "000003.png").exists()  # the input stays next to it
+    report = (out / "report.html").read_text()
+    for text in ("AbsRel (scale)", "AbsRel (metric)", "ATE (m)", "RPE rot", "baseline:constant-depth",
+                 "baseline:identity-pose", "predicted depth", "Sim(3)", "mem4d view"):
+        assert text in report, text
+    assert "http://" not in report and "https://" not in report
+    rows = json.loads((out / "metrics.json").read_text())
+    assert [r["name"] for r in rows] == ["mem4d", "baseline:constant-depth", "baseline:identity-pose"]
+    assert rows[1]["scale_abs_rel"] > 0 and rows[1]["ate"] > 0
+    printed = capsys.readouterr().out
+    assert "AbsRel (scale)" in printed and "baseline:constant-depth" in printed and "baseline:identity-pose" in printed
+    assert f"mem4d view {recon}" in printed
+    assert "NO TRAINED MODEL" not in printed
+    assert _leftovers(tmp_path) == []
+
+
+def test_demo_uses_the_shipped_model_and_reruns_in_place(tmp_path, capsys, tiny_ckpt, monkeypatch):
+    from mem4d.model import pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_DIR", tiny_ckpt)
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--frames", "3", "--size", "48x64"]
+    assert main(args + ["--no-model"]) == 0
+    assert not (out / "reconstruction").exists()
+    capsys.readouterr()
+    # an earlier demo result is replaced without --overwrite (make demo is run again and again)
+    assert main(args) == 0
+    assert (out / "reconstruction" / "trajectory.txt").exists()
+    assert json.loads((out / "demo.json").read_text())["ckpt"] == "default"
+    assert "shipped with mem4d" in capsys.readouterr().out
+    assert _leftovers(tmp_path) == []
+
+
+def test_demo_refuses_a_foreign_folder_without_overwrite(tmp_path, capsys, no_shipped_model):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    args = ["demo", "--out", str(out), "--frames", "2", "--size", "32x48"]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "thesis.tex").exists()
+    assert main(args + ["--overwrite"]) == 0
+    assert not (out / "thesis.tex").exists() and (out / "report.html").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["demo", "--out", str(empty), "--frames", "2", "--size", "32x48"]) == 0
+
+
+@pytest.mark.parametrize(
+    "ckpt_kind, message",
+    [("missing", "does not exist"), ("empty", "config.json"), ("file", "is a file"), ("default", "mem4d train")],
+)
+def test_demo_bad_ckpt_exits_2(tmp_path, capsys, no_shipped_model, ckpt_kind, message):
+    if ckpt_kind == "missing":
+        ckpt = str(tmp_path / "nowhere")
+    elif ckpt_kind == "empty":
+        (tmp_path / "empty").mkdir()
+        ckpt = str(tmp_path / "empty")
+    elif ckpt_kind == "file":
+        (tmp_path / "weights.bin").write_bytes(b"x")
+        ckpt = str(tmp_path / "weights.bin")
+    else:
+        ckpt = "default"
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--ckpt", ckpt, "--frames", "2", "--size", "48x64"]) == 2
+    err = capsys.readouterr().err
+    assert "mem4d demo: error:" in err and message in err
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_demo_size_must_suit_the_model(tmp_path, capsys, tiny_ckpt):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--ckpt", str(tiny_ckpt), "--size", "40x64"]) == 2
+    assert "patch size" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_bad_size(tmp_path, capsys):

@@ -1,43 +1,81 @@
-"""`mem4d demo`: renders one synthetic dynamic scene and writes what it contains to a folder.
+"""`mem4d demo`: the day-one demo. Renders a synthetic dynamic scene, reconstructs it with Mem4D and
+scores the result against the scene's ground truth, with an HTML report.
 
-For now (before the model exists) the demo shows the input and ground truth a reconstruction will
-be compared with: frames, depth (coloured PNG + .npy), dynamic masks, a top view of the camera
-path with the scene's points, an overview sheet and the scene's description (scene.json).
+    mem4d demo                          # -> demo_out/report.html (about a minute on a laptop CPU)
+    mem4d demo --ckpt runs/ship/final   # a model you trained
+    mem4d demo --out d --frames 16 --size 48x64 --overwrite
+
+1. A synthetic scene (fixed seed, hand-held moving camera, three moving objects) is rendered;
+   its frames are the input (``frames/``), its depth, moving-pixel masks and camera path the
+   ground truth (``depth/``, ``dynamic_mask/``, ``camera_path.png``, ``overview.png``, ``scene.json``).
+2. With a model (``--ckpt DIR``, or the shipped ``default`` when this install has it) the frames
+   are streamed through `mem4d reconstruct` into ``reconstruction/`` (every output it writes:
+   depth, pointmaps, trajectory.txt, static.ply, scene.glb, COLMAP, transforms.json, ...), which
+   is scored against the ground truth next to the evaluation harness's no-information baselines
+   (`mem4d.demo.evaluate`); the table is printed and saved (``metrics.json``).
+3. Without a model (none ships yet) the demo shows the ground truth only and says how to train one.
+
+``report.html`` (self-contained: images embedded) shows the frames, depth, motion, the camera
+trajectory and the table; ``mem4d view OUT/reconstruction`` opens the 3D viewer.
+
+Output folder: everything is written to a hidden temporary folder beside ``--out`` and renamed
+into place at the end, so a failure or Ctrl-C leaves the previous result untouched. An existing
+``--out`` is replaced without asking when it is empty or is an earlier ``mem4d demo`` result (so
+``make demo`` can be rerun); any other existing folder needs ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from mem4d.cli.synth import parse_size
+
+PROG = "mem4d demo"
+MARKER = "demo.json"  # written last; marks a folder as a demo result that a rerun may replace
+SCENE_KNOBS = {"num_objects": 3, "camera_path": "handheld"}
+TRAIN_HINT = ("mem4d train --config configs/ship-tiny.yaml --out runs/ship", "mem4d demo --ckpt runs/ship/final")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo",
-        help="render a synthetic dynamic scene and write frames, depth, masks and a camera-path plot",
-        description="Generates one synthetic dynamic scene (walkers, moving objects, a moving camera) and writes "
-        "its frames, depth maps, dynamic masks and a top view of the camera path to --out.",
+        help="render a synthetic dynamic scene, reconstruct it with Mem4D and score it (HTML report)",
+        description="Renders a synthetic dynamic scene (walkers, moving objects, a hand-held camera), writes its "
+        "frames and ground truth (depth, moving-pixel masks, camera path) to --out, reconstructs it with Mem4D "
+        "(--ckpt, or the shipped model when there is one) into --out/reconstruction, scores depth and camera "
+        "poses against the ground truth and no-information baselines, and writes --out/report.html. Without a "
+        "model it shows the ground truth only. An earlier demo result in --out is replaced; any other existing "
+        "non-empty folder needs --overwrite.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out/)")
-    parser.add_argument("--frames", type=int, default=24, help="number of frames (default 24)")
-    parser.add_argument("--size", default="192x256", help="image size HxW (default 192x256)")
+    parser.add_argument("--ckpt", default=None, metavar="DIR",
+                        help="model folder written by save_pretrained (e.g. runs/ship/final), or 'default' for the "
+                        "shipped model (default: the shipped model if this install has one, else ground truth only)")
+    parser.add_argument("--no-model", action="store_true", help="show the ground truth only, even if a model exists")
+    parser.add_argument("--frames", type=int, default=32, help="number of frames (default 32)")
+    parser.add_argument("--size", default="96x128",
+                        help="image size HxW (default 96x128, the shipped model's training size); with a model "
+                        "both sides must be multiples of its patch size (16)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even if it is not an earlier demo result")
     parser.set_defaults(run=run)
     return parser
 
 
-def _colourise_depth(depth, valid, lo: float, hi: float):
-    import numpy as np
-    from matplotlib import colormaps
-
-    x = np.clip((depth - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    rgb = colormaps["turbo"](1.0 - x)[..., :3]  # near = red, far = blue
-    rgb[~valid] = 0.0
-    return (rgb * 255 + 0.5).astype(np.uint8)
+# ----------------------------------------------------------------------------------------------
+# figures of the ground truth (unchanged from the ground-truth-only demo)
+# ----------------------------------------------------------------------------------------------
 
 
 def _camera_plot(sample, path: Path) -> None:
@@ -136,27 +174,57 @@ def _overview(frames, depth_rgb, masks, path: Path) -> None:
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
-def run(args: argparse.Namespace) -> int:
-    H, W = parse_size(args.size)
-    if args.frames < 2:
-        raise ValueError(f"--frames must be at least 2, got {args.frames}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+# ----------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------
 
-    import matplotlib
 
-    matplotlib.use("Agg")
+def _is_demo_result(path: Path) -> bool:
+    if (path / MARKER).is_file():
+        return True
+    # written by the ground-truth-only demo of earlier versions (no marker)
+    return (path / "scene.json").is_file() and (path / "camera_path.png").is_file() and (path / "frames").is_dir()
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_symlink() and not out.exists():
+        raise ValueError(f"--out {out} is a broken link; choose another folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder; choose another path")
+    if overwrite or _is_demo_result(out) or not any(out.iterdir()):
+        return
+    raise ValueError(f"--out {out} exists, is not empty and is not an earlier demo result; pass --overwrite to "
+                     "replace it, or choose another folder")
+
+
+def _resolve_ckpt(args: argparse.Namespace) -> str | None:
+    """The checkpoint to use, or None for the ground-truth-only demo."""
+    from mem4d.model import pretrained
+
+    if args.no_model:
+        if args.ckpt is not None:
+            raise ValueError("give either --ckpt or --no-model, not both")
+        return None
+    if args.ckpt is not None:
+        return str(args.ckpt)
+    return "default" if (pretrained.DEFAULT_DIR / pretrained.WEIGHTS_NAME).is_file() else None
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    from mem4d.cli.reconstruct import replace_dir as replace
+
+    replace(tmp, out)
+
+
+def _ground_truth(sample, out: Path) -> dict[str, Any]:
+    """Writes frames/, depth/, dynamic_mask/, camera_path.png, overview.png, scene.json; returns arrays."""
     import numpy as np
     from PIL import Image
 
-    from mem4d.data.synthetic import make_scene
+    from mem4d.demo.report import colourise_depth
 
-    start = time.perf_counter()
-    sample = make_scene(args.seed, args.frames, (H, W), dynamic=True, num_objects=3)
-    gen_time = time.perf_counter() - start
     for sub in ("frames", "depth", "dynamic_mask"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     frames = (sample.images.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()
@@ -169,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         name = f"{t:06d}"
         Image.fromarray(frames[t]).save(out / "frames" / f"{name}.png")
         np.save(out / "depth" / f"{name}.npy", depth[t].astype(np.float32))
-        depth_rgb.append(_colourise_depth(depth[t], valid[t], float(lo), float(hi)))
+        depth_rgb.append(colourise_depth(depth[t], valid[t], float(lo), float(hi)))
         Image.fromarray(depth_rgb[-1]).save(out / "depth" / f"{name}.png")
         Image.fromarray(masks[t]).save(out / "dynamic_mask" / f"{name}.png")
     _camera_plot(sample, out / "camera_path.png")
@@ -177,18 +245,255 @@ def run(args: argparse.Namespace) -> int:
     info = {k: v for k, v in sample.meta.items()}
     info["depth_colour_range_m"] = [float(lo), float(hi)]
     (out / "scene.json").write_text(json.dumps(info, indent=1, default=str))
+    return {"frames": frames, "depth": depth, "valid": valid, "masks": masks, "depth_rgb": depth_rgb,
+            "lo": float(lo), "hi": float(hi)}
+
+
+def _reconstruct(frames_dir: Path, recon: Path, ckpt: str, size: int, device: str) -> dict[str, Any]:
+    """Runs `mem4d reconstruct` in-process (its engine, writers and atomic output); returns meta.json."""
+    from mem4d.cli import reconstruct
+
+    parser = argparse.ArgumentParser(prog="mem4d")
+    reconstruct.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["reconstruct", str(frames_dir), "--out", str(recon), "--ckpt", ckpt,
+                              "--size", str(size), "--device", device])
+    with contextlib.redirect_stdout(io.StringIO()):  # its summary names the temporary folder; ours follows
+        rc = reconstruct.run(args)
+    if rc == 130:
+        raise KeyboardInterrupt
+    if rc != 0:
+        raise ValueError(f"the reconstruction failed (exit code {rc})")
+    return json.loads((recon / "meta.json").read_text())
+
+
+def _check_model(ckpt: str, H: int, W: int) -> dict[str, Any]:
+    """Loads the model once to fail early (exit 2) on a bad --ckpt or a size it cannot take."""
+    from mem4d.cli.reconstruct import load_model
+
+    try:
+        model = load_model(ckpt, "cpu")
+    except ValueError as err:
+        if ckpt == "default":
+            raise ValueError(f"{err}. Train one: {TRAIN_HINT[0]}, then {TRAIN_HINT[1]}") from err
+        raise
+    patch = int(model.config.encoder.patch_size)
+    if H % patch or W % patch or min(H, W) < 32:
+        raise ValueError(f"--size {H}x{W}: with a model both sides must be multiples of its patch size {patch} "
+                         f"and at least 32 (e.g. 96x128)")
+    return {"patch_size": patch, "image_size": list(model.config.image_size), "variant": model.config.variant,
+            "dim": model.config.dim}
+
+
+def run(args: argparse.Namespace) -> int:
+    H, W = parse_size(args.size)
+    if args.frames < 2:
+        raise ValueError(f"--frames must be at least 2, got {args.frames}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    out: Path = args.out.expanduser()
+    _check_out(out, args.overwrite)
+    ckpt = _resolve_ckpt(args)
+    model_info = _check_model(ckpt, H, W) if ckpt is not None else None
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from mem4d.data.synthetic import make_scene
+
+    start = time.perf_counter()
+    sample = make_scene(args.seed, args.frames, (H, W), dynamic=True, **SCENE_KNOBS)
+    gen_time = time.perf_counter() - start
     T = sample.num_frames
     m = sample.meta
-    print(
-        f"mem4d demo: synthetic {m['environment']} scene (seed {args.seed}), {m['camera_path']} camera, "
-        f"{m['num_objects']} moving object(s) ({', '.join(m['object_kinds'])}); {T} frames at {H}x{W} "
-        f"rendered in {gen_time:.2f} s"
-    )
-    print(f"wrote to {out}/:")
-    print(f"  frames/000000.png .. {T - 1:06d}.png        input frames")
-    print(f"  depth/000000.png|.npy .. {T - 1:06d}         z-depth (coloured {lo:.1f}-{hi:.1f} m, near = red; metres)")
-    print(f"  dynamic_mask/000000.png .. {T - 1:06d}.png  moving pixels")
-    print("  camera_path.png                   top view: camera path, view directions, scene points")
-    print("  overview.png                      frame | depth | moving objects | mask, at 4 times")
-    print("  scene.json                        the scene's description (seed, knobs, objects)")
+    scene_text = (f"Synthetic {m['environment']} scene (seed {args.seed}), {m['camera_path']} camera, "
+                  f"{m['num_objects']} moving object(s) ({', '.join(m['object_kinds'])}); {T} frames at {H}x{W}.")
+    print(f"{PROG}: {scene_text[0].lower()}{scene_text[1:-1]}, rendered in {gen_time:.1f} s")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+        gt = _ground_truth(sample, tmp)
+        result: dict[str, Any] = {"format": "mem4d.demo/1", "seed": args.seed, "frames": T, "size": [H, W],
+                                  "scene": SCENE_KNOBS, "ckpt": ckpt, "model": model_info,
+                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if ckpt is not None:
+            print(f"{PROG}: reconstructing with the model {'shipped with mem4d' if ckpt == 'default' else ckpt} ...",
+                  flush=True)
+            meta = _reconstruct(tmp / "frames", tmp / "reconstruction", ckpt, max(H, W), args.device)
+            result.update(_score_and_report(sample, gt, tmp, meta, scene_text, out))
+        else:
+            _ground_truth_report(sample, gt, tmp, scene_text, args.no_model)
+        (tmp / MARKER).write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    elapsed = time.perf_counter() - start
+    _print_summary(out, T, ckpt, result, elapsed, args.no_model)
     return 0
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(o: Any) -> Any:
+    import math
+
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
+
+
+def _finite(o: Any) -> Any:
+    import math
+
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def _viewer_html(out: Path) -> str:
+    import html
+
+    recon = html.escape(str(out / "reconstruction"))
+    return (f"<p>Explore the reconstruction in 3D: <code>mem4d view {recon}</code> and open the printed address "
+            "(needs the viewer extra: <code>pip install 'mem4d[viewer]'</code>). All outputs (depth, pointmaps, "
+            f"trajectory.txt, static.ply, scene.glb, COLMAP, transforms.json) are in <code>{recon}</code>; "
+            "docs/OUTPUTS.md describes them.</p>")
+
+
+def _score_and_report(sample, gt: dict[str, Any], tmp: Path, meta: dict[str, Any], scene_text: str,
+                      out: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from mem4d.demo.evaluate import evaluate, format_table, load_prediction
+    from mem4d.demo.report import (
+        build_report,
+        colourise_depth,
+        grey,
+        pick_frames,
+        trajectory_png,
+    )
+    from mem4d.eval.metrics import PoseAlignmentError, align_trajectory, resize_depth
+
+    T = sample.num_frames
+    pred = load_prediction(tmp / "reconstruction", T)
+    rows = evaluate(pred, sample)
+    (tmp / "metrics.json").write_text(json.dumps(_finite(rows), indent=1) + "\n")
+    table = format_table(rows)
+
+    depth = resize_depth(torch.from_numpy(pred.depth), tuple(gt["depth"].shape[-2:])).numpy()
+    scale = rows[0].get("depth_scale")
+    scale = scale if scale is not None and np.isfinite(scale) else 1.0
+    try:
+        aligned, _, _, _ = align_trajectory(pred.cam2world, sample.cam2world.double(), "sim3")
+        aligned_np: np.ndarray | None = aligned.numpy()
+    except PoseAlignmentError:
+        aligned_np = None
+    strips = []
+    for t in pick_frames(T):
+        ok = np.isfinite(depth[t]) & (depth[t] > 0)
+        cells = [gt["frames"][t], gt["depth_rgb"][t], colourise_depth(scale * depth[t], ok, gt["lo"], gt["hi"])]
+        if pred.dynamic is not None:
+            dyn = resize_depth(torch.from_numpy(pred.dynamic[t][None]), tuple(gt["depth"].shape[-2:]))[0].numpy()
+            cells.append(grey(dyn))
+        cells.append(grey(gt["masks"][t] / 255.0))
+        strips.append((t, cells))
+    columns = ["input frame", "true depth", "predicted depth (scale-aligned)"]
+    if pred.dynamic is not None:
+        columns.append("predicted moving probability")
+    columns.append("true moving pixels")
+    traj_title = ("camera path: prediction (Sim(3)-aligned) vs ground truth" if aligned_np is not None
+                  else "camera path: ground truth (the prediction could not be aligned)")
+    speed = meta.get("frames_per_second")
+    note = (f"Reconstructed {T} frames in {meta.get('elapsed_s', float('nan')):.1f} s "
+            f"({speed:.1f} frames/s) on {meta.get('device')} with the model "
+            f"<code>{_esc(meta.get('ckpt'))}</code>.") if isinstance(speed, (int, float)) else ""
+    html_text = build_report(
+        title="Mem4D demo", scene_text=scene_text, columns=columns, strips=strips,
+        trajectory=trajectory_png(sample.cam2world.double().numpy(), aligned_np, traj_title), rows=rows,
+        note_html=note, footer_html=_viewer_html(out),
+        trajectory_caption="Camera centres seen from above: the prediction, Sim(3)-aligned to the ground truth "
+        "(one rotation, translation and scale for the whole path, as for ATE), against the ground truth; thin lines "
+        "join the same frame." if aligned_np is not None else "The predicted path could not be Sim(3)-aligned "
+        "(degenerate), so only the ground truth is drawn.",
+        extra_figures=[("The scene from above (ground truth)", (tmp / "camera_path.png").read_bytes())])
+    (tmp / "report.html").write_text(html_text, encoding="utf-8")
+    return {"metrics": _finite(rows), "table": table, "reconstruction": {
+        k: meta.get(k) for k in ("elapsed_s", "frames_per_second", "device", "static_points", "files")}}
+
+
+def _esc(x: Any) -> str:
+    import html
+
+    return html.escape(str(x))
+
+
+def _no_model_html() -> str:
+    from mem4d.model import pretrained
+
+    return ("<strong>No trained model ships with mem4d yet</strong> "
+            f"(<code>{_esc(pretrained.DEFAULT_DIR)}</code> is empty), so this report shows the ground truth the "
+            "reconstruction will be compared with. Train the default model (CPU, resumable) and rerun the demo "
+            f"with it:<br><code>{_esc(TRAIN_HINT[0])}</code><br><code>{_esc(TRAIN_HINT[1])}</code>")
+
+
+def _ground_truth_report(sample, gt: dict[str, Any], tmp: Path, scene_text: str, no_model: bool) -> None:
+    from mem4d.demo.report import build_report, grey, pick_frames, trajectory_png
+
+    strips = [(t, [gt["frames"][t], gt["depth_rgb"][t], grey(gt["masks"][t] / 255.0)])
+              for t in pick_frames(sample.num_frames)]
+    html_text = build_report(
+        title="Mem4D demo (ground truth only)", scene_text=scene_text,
+        columns=["input frame", "true depth", "true moving pixels"], strips=strips,
+        trajectory=trajectory_png(sample.cam2world.double().numpy(), None, "camera path (ground truth)"),
+        rows=None, note_html="Ground truth only (<code>--no-model</code>)." if no_model else _no_model_html(),
+        extra_figures=[("The scene from above (ground truth)", (tmp / "camera_path.png").read_bytes())])
+    (tmp / "report.html").write_text(html_text, encoding="utf-8")
+
+
+def _print_summary(out: Path, T: int, ckpt: str | None, result: dict[str, Any], elapsed: float,
+                   no_model: bool) -> None:
+    report = out / "report.html"
+    if ckpt is not None:
+        rec = result["reconstruction"]
+        print(f"{PROG}: reconstructed {T} frames in {rec['elapsed_s']:.1f} s ({rec['frames_per_second']:.1f} "
+              f"frames/s, {rec['device']}); accuracy against the ground truth:")
+        print()
+        print(result["table"])
+        print()
+    print(f"wrote to {out}/ in {elapsed:.0f} s:")
+    last = f"{T - 1:06d}"
+    listing = [
+        ("report.html", f"the report: open {report.resolve().as_uri()}"),
+        (f"frames/000000.png .. {last}.png", "input frames"),
+        (f"depth/000000.png|.npy .. {last}", "true z-depth (coloured PNG, near = red; .npy in metres)"),
+        (f"dynamic_mask/000000.png .. {last}.png", "true moving pixels"),
+        ("camera_path.png", "top view: camera path, view directions, scene points"),
+        ("overview.png", "frame | depth | moving objects | mask, at 4 times"),
+        ("scene.json", "the scene's description (seed, knobs, objects)"),
+    ]
+    if ckpt is not None:
+        listing += [("reconstruction/", "every `mem4d reconstruct` output (docs/OUTPUTS.md)"),
+                    ("metrics.json", "the table above")]
+    width = max(len(name) for name, _ in listing) + 2
+    for name, what in listing:
+        print(f"  {name.ljust(width)}{what}")
+    if ckpt is not None:
+        print(f"3D viewer: mem4d view {out / 'reconstruction'}   (needs: pip install 'mem4d[viewer]')")
+    elif not no_model:
+        print()
+        print(f"{PROG}: NO TRAINED MODEL SHIPS WITH MEM4D YET, so this demo shows the ground truth only.")
+        print("  Train the default model (CPU, resumable with --resume), then rerun the demo with it:")
+        print(f"    {TRAIN_HINT[0]}")
+        print(f"    {TRAIN_HINT[1]}")

@@ -133,7 +133,7 @@ def _resolve_device(name: str):
     return dev
 
 
-def _load_model(ckpt: str, device):
+def load_model(ckpt: str, device):
     from mem4d.model.mem4d import Mem4D
 
     if ckpt != "default":
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     viewer = None
     try:
         first = source.peek()  # a corrupt input fails here, before anything is written
-        model = _load_model(args.ckpt, device)
+        model = load_model(args.ckpt, device)
         patch = int(model.config.encoder.patch_size)
         long_side = args.size if args.size is not None else max(model.config.image_size)
         warned: set[str] = set()
@@ -229,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
         writer = ReconstructionWriter(tmp, options, fixed_intrinsics=fixed, timestamps_in_seconds=bool(fps),
                                       warn=_warn)
         total = source.length_hint()
@@ -287,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             with defer_interrupts():
                 meta = writer.finalize(meta)
-                _replace_dir(tmp, out)
+                replace_dir(tmp, out)
         except KeyboardInterrupt:
             pass  # finished anyway: the result is in place
         tmp = None
@@ -321,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
+def replace_dir(tmp: Path, out: Path) -> None:
     """Renames ``tmp`` to ``out``; an existing ``out`` (--overwrite) is moved aside first and removed after."""
     trash = None
     if out.exists():
