@@ -7,16 +7,7 @@ import json
 
 import pytest
 
-
-def run_cli(argv: list[str]) -> int:
-    from mem4d.cli import main as cli_main
-
-    saved = cli_main.SUBCOMMANDS
-    cli_main.SUBCOMMANDS = {"eval": "eval"}
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.SUBCOMMANDS = saved
+from mem4d.cli.main import main as run_cli
 
 
 def test_eval_is_registered():

@@ -9,18 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mem4d.cli.main import main as run_cli
+
 SYNTH = ["--benchmark", "synthetic-dynamic", "--size", "64", "--limit-seqs", "2", "--max-frames", "6", "--quiet"]
-
-
-def run_cli(argv: list[str]) -> int:
-    from mem4d.cli import main as cli_main
-
-    saved = cli_main.SUBCOMMANDS
-    cli_main.SUBCOMMANDS = {"eval": "eval"}
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.SUBCOMMANDS = saved
 
 
 def _nothing_written(parent: Path, name: str) -> bool:
