@@ -22,7 +22,6 @@ from mem4d.data.sources import SevenScenesSource
 from mem4d.data.transforms import ClipColorJitter, sizes_for_aspect_ratios
 from mem4d.geometry.rotation import axis_angle_to_matrix
 from mem4d.geometry.se3 import se3_from_rt
-from test_sources_common import shared_data_dir
 
 
 class ToySource:
@@ -215,8 +214,8 @@ def test_adapters_accept_other_interfaces():
         ClipDataset([ToySource("tiny", {"s": 2})], sampler=ClipSampler(3))
 
 
-def test_real_seven_scenes_clips():
-    src = SevenScenesSource(shared_data_dir() / "7scenes_redkitchen_f000-059")
+def test_real_seven_scenes_clips(shared_data):
+    src = SevenScenesSource(shared_data / "7scenes_redkitchen_f000-059")
     ds = ClipDataset([src], sampler=ClipSampler(4, stride=(2, 5)), sizes=sizes_for_aspect_ratios((4 / 3, 16 / 9), 256),
                      length=4, seed=3)
     for i in range(2):

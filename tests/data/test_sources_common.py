@@ -1,10 +1,9 @@
-"""Shared helpers of the dataset-reader tests (a synthetic room to write in each format, the
-shared-data locator, the reprojection assertion) and the tests of the common base."""
+"""Shared helpers of the dataset-reader tests (a synthetic room to write in each format and the
+reprojection assertion; real data comes from the `shared_data` fixture in tests/conftest.py) and the tests of the common base."""
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +15,6 @@ from mem4d.data.sources import SOURCES, SequenceSource, SourceLike, make_source
 from mem4d.data.sources.base import reprojection_depth_errors
 from mem4d.geometry.rotation import axis_angle_to_matrix
 from mem4d.geometry.se3 import se3_from_rt
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_data_dir() -> Path:
-    """``$MEM4D_SHARED_DATA`` or ``<repo>/../shared/data``; fails (never skips) when missing."""
-    env = os.environ.get("MEM4D_SHARED_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    if not path.is_dir():
-        pytest.fail(
-            f"shared test data not found at {path}: CI keeps it beside the clone as ../shared/data; "
-            "set MEM4D_SHARED_DATA to its location"
-        )
-    return path
 
 
 # -- a synthetic scene: the inside of a box room seen by a moving camera ------------------------

@@ -17,7 +17,6 @@ from test_sources_common import (
     render_room_depth,
     room_image,
     room_poses,
-    shared_data_dir,
     write_png16,
     write_rgb,
 )
@@ -124,8 +123,8 @@ def test_kitti_gathered_layout_takes_intrinsics_from_raw_calibration(tmp_path):
     np.testing.assert_allclose(clip.intrinsics[1].double().numpy(), K2, atol=1e-5)
 
 
-def test_kitti_real_metric3d_demo_frames():
-    src = KittiSource(shared_data_dir() / "kitti_depth_metric3d_demo")
+def test_kitti_real_metric3d_demo_frames(shared_data):
+    src = KittiSource(shared_data / "kitti_depth_metric3d_demo")
     assert src.layout == "flat"
     (seq,) = src.sequences()
     assert src.num_frames(seq) == 3

@@ -13,7 +13,6 @@ from test_sources_common import (
     render_room_depth,
     room_image,
     room_poses,
-    shared_data_dir,
     write_png16,
     write_rgb,
 )
@@ -60,8 +59,8 @@ def test_seven_scenes_fixture_layout_conventions_and_reprojection(tmp_path):
     assert clip.meta["frame_ids"] == ["frame-000000", "frame-000001", "frame-000002"]
 
 
-def test_seven_scenes_real_redkitchen_reprojects():
-    folder = shared_data_dir() / "7scenes_redkitchen_f000-059"
+def test_seven_scenes_real_redkitchen_reprojects(shared_data):
+    folder = shared_data / "7scenes_redkitchen_f000-059"
     src = SevenScenesSource(folder)
     (seq,) = src.sequences()
     assert src.num_frames(seq) == 60

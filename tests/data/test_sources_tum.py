@@ -15,7 +15,6 @@ from test_sources_common import (
     holes,
     render_room_depth,
     room_image,
-    shared_data_dir,
     write_png16,
     write_rgb,
 )
@@ -115,8 +114,8 @@ def test_association_is_one_to_one_and_bounded():
     assert associate_timestamps(a, b, 0.02) == [(0, 0), (1, 1), (2, 2)]
 
 
-def test_real_tum_groundtruth_parses_as_cam2world_wxyz():
-    path = shared_data_dir() / "tum_fr1_xyz_trajectories" / "freiburg1_xyz-groundtruth.txt"
+def test_real_tum_groundtruth_parses_as_cam2world_wxyz(shared_data):
+    path = shared_data / "tum_fr1_xyz_trajectories" / "freiburg1_xyz-groundtruth.txt"
     times, cam2world = read_tum_trajectory(path)
     assert cam2world.shape == (3000, 4, 4) and times[0] == pytest.approx(1305031098.6659)
     # first line: 1.3563 0.6305 1.6380 0.6132 0.5962 -0.3311 -0.3986 (tx ty tz qx qy qz qw)
