@@ -27,6 +27,38 @@ def test_round_trip(tmp_path):
         assert torch.equal(model(clip).pts_world, loaded(clip).pts_world)
 
 
+def test_float16_copy_loads_as_float32_and_keeps_predictions(tmp_path):
+    from safetensors import safe_open
+
+    model = build_tiny(seed=3).eval()
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16, about={"trained": "nowhere"})
+    with safe_open(str(tmp_path / "half" / WEIGHTS_NAME), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    full_size = sum(v.numel() * 4 for v in model.state_dict().values())
+    assert (tmp_path / "half" / WEIGHTS_NAME).stat().st_size < 0.55 * full_size
+    raw = json.loads((tmp_path / "half" / "config.json").read_text())
+    assert raw["about"] == {"trained": "nowhere"}  # provenance rides along, the loader ignores it
+    loaded = Mem4D.from_pretrained(tmp_path / "half").eval()
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    clip = make_clip(3, H=32, W=32)
+    with torch.no_grad():
+        ref, half = model(clip).depth, loaded(clip).depth
+    assert not torch.equal(ref, half)  # the weights really were rounded
+    torch.testing.assert_close(half, ref, rtol=2e-2, atol=1e-3)
+    with pytest.raises(ValueError, match="floating"):
+        model.save_pretrained(tmp_path / "int", dtype=torch.int8)
+
+
+def test_saved_files_have_the_usual_permissions(tmp_path):
+    import os
+
+    build_tiny().save_pretrained(tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", WEIGHTS_NAME):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(ValueError, match="save_pretrained"):
         Mem4D.from_pretrained(tmp_path / "nothing")

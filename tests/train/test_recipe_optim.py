@@ -90,3 +90,30 @@ def test_mixture_batches_read_cut3r_layout_data(tmp_path):
     assert all(torch.equal(a.images, b.images) for a, b in zip(clips, again))  # resumable: same step, same data
     with pytest.raises(ValueError, match="datasets"):
         make_batches(DataRecipe(source="mixture"), 2)
+
+
+def test_camera_speed_range_is_drawn_per_clip_deterministically():
+    from mem4d.train.batches import SyntheticBatches
+
+    recipe = Recipe.from_dict({"data": {"image_size": [16, 16], "camera_speed": [1.0, 4.0]}}).data
+    batches = SyntheticBatches(recipe, batch_size=3)
+    speeds = [batches.camera_speed(step, i) for step in range(20) for i in range(3)]
+    assert all(1.0 <= s <= 4.0 for s in speeds) and max(speeds) - min(speeds) > 1.5
+    assert speeds == [SyntheticBatches(recipe, 3).camera_speed(step, i) for step in range(20) for i in range(3)]
+    # the drawn speed reaches the generator: faster clips travel further in the same frames
+    fast, slow = (
+        SyntheticBatches(Recipe.from_dict({"data": {"image_size": [16, 16], "camera_speed": [v, v]}}).data, 1).batch(0)[0]
+        for v in (3.0, 1.0)
+    )
+    assert fast.meta["camera_speed"] == 3.0 and slow.meta["camera_speed"] == 1.0
+    with pytest.raises(ValueError, match="camera_speed"):
+        SyntheticBatches(Recipe.from_dict({"data": {"camera_speed": [2.0, 1.0]}}).data, 1).camera_speed(0, 0)
+
+
+def test_the_training_size_becomes_the_models_default_input_size():
+    from mem4d.train.trainer import build_model
+
+    recipe = Recipe.from_dict({"model": {"preset": "tiny"}, "data": {"image_size": [32, 48]}})
+    assert build_model(recipe).config.image_size == (32, 48)
+    recipe = Recipe.from_dict({"model": {"preset": "tiny", "overrides": {"image_size": [64, 64]}}, "data": {"image_size": [32, 48]}})
+    assert build_model(recipe).config.image_size == (64, 64)

@@ -201,11 +201,14 @@ class Mem4D(nn.Module):
 
         load_encoder_weights(self.encoder, path)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+    def save_pretrained(
+        self, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None
+    ) -> None:
+        """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (atomically); ``dtype``
+        casts the stored floating tensors (loading casts them back to the model's float32)."""
         from mem4d.model.pretrained import save_pretrained
 
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, dtype=dtype, about=about)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:

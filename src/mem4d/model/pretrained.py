@@ -28,27 +28,45 @@ WEIGHTS_NAME = "model.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_pretrained(model: Mem4D, directory: str | os.PathLike) -> None:
+def save_pretrained(
+    model: Mem4D, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None
+) -> None:
+    """Writes the weights (floating tensors cast to ``dtype`` when given, e.g. ``torch.float16`` to
+    halve the file) and the config; ``about`` (JSON-serialisable provenance: how the weights were
+    trained, their scores) is stored beside the config and ignored by the loader."""
     from safetensors.torch import save_file
 
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype (e.g. torch.float16), got {dtype}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        tensors[k] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
     _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     def write_config(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps({"mem4d_config": model.config.to_dict()}, indent=2) + "\n")
+        raw = {"mem4d_config": model.config.to_dict(), **({"about": about} if about else {})}
+        Path(tmp).write_text(json.dumps(raw, indent=2) + "\n")
 
     _atomic_write(directory / CONFIG_NAME, write_config)
 

@@ -45,12 +45,24 @@ class SyntheticBatches:
             return r.seed + (step * self.batch_size * 7919 + index + self.rank * 104729) % r.scenes
         return _mix(r.seed, step, index, self.rank) % (2**31)
 
+    def camera_speed(self, step: int, index: int) -> float:
+        low, high = self.recipe.camera_speed
+        if not 0 <= low <= high:
+            raise ValueError(f"data.camera_speed must be [low, high] with 0 <= low <= high, got {[low, high]}")
+        if low == high:
+            return float(low)
+        g = torch.Generator().manual_seed(_mix(self.recipe.seed, step, index, self.rank, 29))
+        return float(low + (high - low) * torch.rand((), generator=g))
+
     def batch(self, step: int) -> list[Sample]:
         from mem4d.data.synthetic import make_scene
 
         T = self.num_frames(step)
         return [
-            make_scene(self.scene_seed(step, i), T, image_size=tuple(self.recipe.image_size), dynamic=self.recipe.dynamic)
+            make_scene(
+                self.scene_seed(step, i), T, image_size=tuple(self.recipe.image_size), dynamic=self.recipe.dynamic,
+                camera_speed=self.camera_speed(step, i),
+            )
             for i in range(self.batch_size)
         ]
 

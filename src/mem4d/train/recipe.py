@@ -29,6 +29,9 @@ class DataRecipe:
     dynamic: bool = True
     seed: int = 0
     scenes: int | None = None  # a finite pool of scenes (None: a new scene every clip)
+    # synthetic camera motion per frame, drawn per clip uniformly in [low, high] (1.0 ≈ 3.5 cm and
+    # 1.2° a frame): faster clips let short training clips span the motion of long test videos
+    camera_speed: tuple[float, float] = (1.0, 1.0)
     datasets: list[dict[str, Any]] = field(default_factory=list)  # for source=mixture
     val_scenes: int = 4
     val_frames: int = 8

@@ -41,9 +41,9 @@ def build_model(recipe: Recipe):
         presets = {"tiny": Mem4DConfig.tiny, "small": Mem4DConfig.small, "paper": Mem4DConfig.paper}
         if m.preset not in presets:
             raise ValueError(f"unknown model preset {m.preset!r}; choose one of {sorted(presets)}")
-        config = presets[m.preset]()
-        if m.overrides:
-            config = Mem4DConfig.from_dict(_deep_merge(config.to_dict(), m.overrides))
+        # the training size becomes the model's default input size (what `mem4d reconstruct` uses)
+        base = dataclasses.replace(presets[m.preset](), image_size=tuple(recipe.data.image_size))
+        config = Mem4DConfig.from_dict(_deep_merge(base.to_dict(), m.overrides)) if m.overrides else base
         model = Mem4D(config)
     if m.init_encoder:
         model.load_encoder_weights(m.init_encoder)

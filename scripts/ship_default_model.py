@@ -1,0 +1,66 @@
+"""Writes a trained checkpoint as the model that ships inside the package (maintainers only).
+
+    .venv/bin/python scripts/ship_default_model.py --ckpt RUN/checkpoints/step_0003800 \
+        --about docs/shipped_model.json
+
+Stores the weights as float16 safetensors (loading casts them back to float32) with the config
+and the provenance record (`--about`: how it was trained, its scores) in
+`src/mem4d/weights/default/`, refuses a file over the 50 MB budget, and reports how far the
+float16 copy's predictions are from the float32 checkpoint's on a synthetic clip. Every
+replacement stays in the repository's history: replace the shipped model rarely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mem4d.data.synthetic import make_scene
+from mem4d.model.mem4d import Mem4D
+from mem4d.model.pretrained import DEFAULT_DIR, WEIGHTS_NAME
+
+BUDGET_BYTES = 50 * 1024 * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint folder (config.json + model.safetensors)")
+    parser.add_argument("--about", type=Path, help="JSON file with the provenance record to store beside the config")
+    parser.add_argument("--image-size", default="96x128", help="the training size HxW, the model's default input size")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"destination (default {DEFAULT_DIR})")
+    args = parser.parse_args(argv)
+
+    model = Mem4D.from_pretrained(args.ckpt).eval()
+    H, W = (int(v) for v in args.image_size.lower().split("x"))
+    model.config = dataclasses.replace(model.config, image_size=(H, W))
+    about = json.loads(args.about.read_text()) if args.about else None
+
+    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
+        staged = Path(tmp) / "default"
+        model.save_pretrained(staged, dtype=torch.float16, about=about)
+        size = (staged / WEIGHTS_NAME).stat().st_size
+        if size > BUDGET_BYTES:
+            print(f"refusing: {size / 2**20:.1f} MB is over the 50 MB budget", file=sys.stderr)
+            return 1
+        shipped = Mem4D.from_pretrained(staged).eval()
+        clip = make_scene(7, 8, image_size=(H, W)).images[None]
+        with torch.no_grad():
+            ref, half = model(clip).depth, shipped(clip).depth
+        rel = ((half - ref).abs() / ref.abs().clamp_min(1e-6)).median().item()
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), str(args.out))
+    print(f"wrote {args.out} ({size / 2**20:.2f} MB, float16); median relative depth change vs float32: {rel:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
