@@ -73,6 +73,15 @@ def test_synth_bad_arguments_fail_cleanly(tmp_path, capsys, bad, message):
     assert not out.exists()
 
 
+def test_an_unwritable_output_path_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["synth", str(blocker / "out"), "--frames", "2", "--size", "32x32"]) == 1
+    err = capsys.readouterr().err
+    assert "mem4d synth: error: Not a directory" in err and str(blocker / "out") in err
+    assert "Traceback" not in err
+
+
 def test_synth_unknown_choice_is_an_argparse_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["synth", str(tmp_path / "x"), "--camera-path", "zigzag"])

@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as err:
         print(f"mem4d {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path that cannot be read or written: no traceback, say which path
+        where = f": {err.filename}" if err.filename else ""
+        print(f"mem4d {args.command}: error: {err.strerror or err}{where}; check that the path exists, "
+              "is of the right kind (file or folder) and is writable", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"mem4d {args.command}: interrupted", file=sys.stderr)
         return 130
