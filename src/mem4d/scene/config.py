@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -66,6 +67,7 @@ class SceneMemoryConfig:
     subjects_enabled: bool = True
     cluster_radius_rel: float = 0.02  # 3D neighbour radius (x s) for mask-only detections
     min_subject_pixels: int = 12
+    subject_merge_gap_rel: float = 0.05  # mask components closer than this (x s) are one subject
     assoc_w_app: float = 0.6  # w_a
     assoc_w_motion: float = 0.4  # w_p
     assoc_gate: float = 3.0  # g: Mahalanobis distance at which the motion cost saturates
@@ -95,6 +97,8 @@ class SceneMemoryConfig:
 
         if self.voxel_size is not None:
             positive("voxel_size")
+        if not (self.subject_merge_gap_rel >= 0 and math.isfinite(self.subject_merge_gap_rel)):
+            raise ValueError(f"SceneMemoryConfig.subject_merge_gap_rel must be >= 0 (0: no merging), got {self.subject_merge_gap_rel!r}")
         for name in ("voxel_size_rel", "carve_margin_rel", "frustum_near_rel", "frustum_far_rel",
                      "cluster_radius_rel", "assoc_gate", "accel_noise_rel", "meas_noise_rel",
                      "init_vel_std_rel", "render_near_rel", "tsdf_trunc_voxels", "exemplar_angle_deg", "carve_budget"):
