@@ -109,17 +109,13 @@ def rot_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
 
 
 def umeyama_sim3(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """dst ~= s R src + t (least squares, proper rotation)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    sc, dc = src - mu_s, dst - mu_d
-    var = float((sc ** 2).sum(1).mean())
-    U, D, Vt = np.linalg.svd(dc.T @ sc / len(src))
-    S = np.ones(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2] = -1
-    R = U @ np.diag(S) @ Vt
-    s = float((D * S).sum() / var) if var > 0 else 1.0
-    return s, R, mu_d - s * R @ mu_s
+    """dst ~= s R src + t (least squares, proper rotation): `mem4d.geometry.align.umeyama` in numpy."""
+    import torch
+
+    from mem4d.geometry.align import umeyama
+
+    scale, R, t = umeyama(torch.from_numpy(src), torch.from_numpy(dst))
+    return float(scale), R.numpy(), t.numpy()
 
 
 def gt_instance(inst: np.ndarray, bbox: tuple[int, int, int, int]) -> int | None:
