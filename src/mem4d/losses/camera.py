@@ -1,10 +1,16 @@
 """Camera losses: absolute pose and intrinsics (paper Eq. 8) and relative pose of consecutive
 frames (Eq. 9). Quaternions are WXYZ; q and −q are the same rotation, so the quaternion term
 takes the nearer sign. Translations are divided by the clip's ground-truth scale s.
+
+"L2" is read as the Euclidean norm ||·||, as in the pointmap regression of Eq. 7, not its
+square: with squared errors the translation gradient vanishes as errors get small (a few
+centimetres between the frames of a clip), and a measured tiny-preset run collapsed to one
+constant translation for every frame (docs/RESULTS.md, "Training the shipped model").
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from mem4d.geometry.rotation import matrix_to_quat
@@ -12,12 +18,12 @@ from mem4d.geometry.se3 import cam_a2cam_b
 
 
 def quaternion_l2(q_pred: Tensor, q_gt: Tensor) -> Tensor:
-    """Sign-invariant squared L2 between unit quaternions: min(|p−q|², |p+q|²). (...,4) -> (...)."""
-    return ((q_pred - q_gt).pow(2).sum(-1)).minimum((q_pred + q_gt).pow(2).sum(-1))
+    """Sign-invariant L2 distance between unit quaternions: min(|p−q|, |p+q|). (...,4) -> (...)."""
+    return torch.linalg.vector_norm(q_pred - q_gt, dim=-1).minimum(torch.linalg.vector_norm(q_pred + q_gt, dim=-1))
 
 
 def pose_terms(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-frame squared quaternion and scaled-translation errors.
+    """Per-frame quaternion and scaled-translation errors (Euclidean norms).
 
     Args:
         pred_cam2world, gt_cam2world: (B, T, 4, 4).
@@ -28,14 +34,14 @@ def pose_terms(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor) -> t
     q_pred = matrix_to_quat(pred_cam2world[..., :3, :3])
     q_gt = matrix_to_quat(gt_cam2world[..., :3, :3])
     s = scale.view(-1, 1, 1)
-    trans = ((pred_cam2world[..., :3, 3] - gt_cam2world[..., :3, 3]) / s).pow(2).sum(-1)
+    trans = torch.linalg.vector_norm((pred_cam2world[..., :3, 3] - gt_cam2world[..., :3, 3]) / s, dim=-1)
     return quaternion_l2(q_pred, q_gt), trans
 
 
 def absolute_camera_loss(
     pred_cam2world: Tensor, gt_cam2world: Tensor, pred_fov: Tensor, gt_fov: Tensor, scale: Tensor
 ) -> dict[str, Tensor]:
-    """Eq. 8: L2 on quaternion, translation / s and field of view, averaged over frames.
+    """Eq. 8: L2 norm of the quaternion, translation / s and field-of-view errors, averaged over frames.
 
     Args:
         pred_cam2world, gt_cam2world: (B, T, 4, 4).
@@ -45,7 +51,7 @@ def absolute_camera_loss(
         dict with scalar terms `abs_rot`, `abs_trans`, `abs_fov`.
     """
     rot, trans = pose_terms(pred_cam2world, gt_cam2world, scale)
-    fov = (pred_fov - gt_fov).pow(2).sum(-1)
+    fov = torch.linalg.vector_norm(pred_fov - gt_fov, dim=-1)
     return {"abs_rot": rot.mean(), "abs_trans": trans.mean(), "abs_fov": fov.mean()}
 
 
