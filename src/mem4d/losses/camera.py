@@ -5,7 +5,7 @@ takes the nearer sign. Translations are divided by the clip's ground-truth scale
 "L2" is read as the Euclidean norm ||·||, as in the pointmap regression of Eq. 7, not its
 square: with squared errors the translation gradient vanishes as errors get small (a few
 centimetres between the frames of a clip), and a measured tiny-preset run collapsed to one
-constant translation for every frame (docs/RESULTS.md, "Training the shipped model").
+constant translation for every frame (docs/RESULTS.md, "Training the default-model candidate").
 """
 
 from __future__ import annotations
