@@ -33,13 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint folder (config.json + model.safetensors)")
     parser.add_argument("--about", type=Path, help="JSON file with the provenance record to store beside the config")
-    parser.add_argument("--image-size", default="96x128", help="the training size HxW, the model's default input size")
+    parser.add_argument("--image-size", default=None,
+                        help="HxW default input size to record (default: the checkpoint's own, which the trainer "
+                             "sets to the training size; only checkpoints older than that need it)")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"destination (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
     model = Mem4D.from_pretrained(args.ckpt).eval()
-    H, W = (int(v) for v in args.image_size.lower().split("x"))
-    model.config = dataclasses.replace(model.config, image_size=(H, W))
+    if args.image_size:
+        size = tuple(int(v) for v in args.image_size.lower().split("x"))
+        model.config = dataclasses.replace(model.config, image_size=size)
+    H, W = model.config.image_size
     about = json.loads(args.about.read_text()) if args.about else None
 
     with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:

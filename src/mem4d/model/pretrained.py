@@ -21,7 +21,7 @@ from mem4d.config import Mem4DConfig
 if TYPE_CHECKING:
     from mem4d.model.mem4d import Mem4D
 
-__all__ = ["CONFIG_NAME", "DEFAULT_DIR", "WEIGHTS_NAME", "load_pretrained", "save_pretrained"]
+__all__ = ["CONFIG_NAME", "DEFAULT_DIR", "WEIGHTS_NAME", "atomic_write", "load_pretrained", "save_pretrained"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -34,7 +34,9 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Calls ``write(tmp)`` on a temporary file beside ``path`` and renames it into place (the
+    usual umask permissions); on any error the temporary file is removed and ``path`` untouched."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -62,13 +64,13 @@ def save_pretrained(
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
         tensors[k] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     def write_config(tmp: str) -> None:
         raw = {"mem4d_config": model.config.to_dict(), **({"about": about} if about else {})}
         Path(tmp).write_text(json.dumps(raw, indent=2) + "\n")
 
-    _atomic_write(directory / CONFIG_NAME, write_config)
+    atomic_write(directory / CONFIG_NAME, write_config)
 
 
 def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:

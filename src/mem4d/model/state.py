@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -104,6 +103,8 @@ class StreamState:
         """Writes the state to one ``.safetensors`` file (atomically: temp file + rename)."""
         from safetensors.torch import save_file
 
+        from mem4d.model.pretrained import atomic_write
+
         path = Path(path)
         meta = {
             "format": _FORMAT,
@@ -116,14 +117,7 @@ class StreamState:
         }
         tensors = {k: v.detach().contiguous().clone() for k, v in self.tensors().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"mem4d": json.dumps(meta)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"mem4d": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> StreamState:
