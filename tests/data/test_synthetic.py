@@ -314,6 +314,26 @@ def test_loop_revisits_earlier_views():
     assert angle < 0.2
 
 
+def _turn_per_frame_deg(c2w: torch.Tensor) -> torch.Tensor:
+    R = c2w[:-1, :3, :3].transpose(-1, -2) @ c2w[1:, :3, :3]
+    return torch.rad2deg(torch.acos(((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)))
+
+
+def test_short_loop_clip_is_an_arc_of_a_loop_frames_long_loop():
+    # By default a loop closes within the clip: 8 frames turn ~50 degrees each (no shared view).
+    # With loop_frames=48 an 8-frame clip moves like the first frames of a 48-frame loop video.
+    closed = make_scene(2, 8, (24, 32), camera_path="loop", num_objects=0)
+    arc = make_scene(2, 8, (24, 32), camera_path="loop", num_objects=0, loop_frames=48)
+    video = make_scene(2, 48, (24, 32), camera_path="loop", num_objects=0)
+    assert _turn_per_frame_deg(closed.cam2world).min() > 30
+    assert _turn_per_frame_deg(arc.cam2world).max() < 15
+    assert torch.allclose(_turn_per_frame_deg(arc.cam2world).mean(), _turn_per_frame_deg(video.cam2world).mean(), rtol=0.3)
+    assert arc.meta["camera"]["loop_frames"] == 48 and closed.meta["camera"]["loop_frames"] == 8
+    for bad in (1, 2.5, True):
+        with pytest.raises(ValueError, match="loop_frames"):
+            make_scene(2, 8, (24, 32), camera_path="loop", loop_frames=bad)
+
+
 def test_knobs_static_speed_fov_noise_blur():
     static = make_scene(4, 6, (32, 40), dynamic=False)
     assert not static.dynamic_mask.any() and (static.scene_flow == 0).all() and static.meta["num_objects"] == 0

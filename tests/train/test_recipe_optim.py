@@ -110,6 +110,22 @@ def test_camera_speed_range_is_drawn_per_clip_deterministically():
         SyntheticBatches(Recipe.from_dict({"data": {"camera_speed": [2.0, 1.0]}}).data, 1).camera_speed(0, 0)
 
 
+def test_loop_frames_reaches_the_generator():
+    from mem4d.train.batches import SyntheticBatches
+
+    def first_loop(loop_frames):
+        data = {"image_size": [16, 16], "num_frames": 4, "loop_frames": loop_frames}
+        batches = SyntheticBatches(Recipe.from_dict({"data": data}).data, 1)
+        for step in range(40):
+            s = batches.batch(step)[0]
+            if s.meta["camera_path"] == "loop":
+                return s
+        raise AssertionError("no loop clip in 40 steps")
+
+    assert first_loop(48).meta["camera"]["loop_frames"] == 48
+    assert first_loop(None).meta["camera"]["loop_frames"] == 4
+
+
 def test_the_training_size_becomes_the_models_default_input_size():
     from mem4d.train.trainer import build_model
 

@@ -61,7 +61,7 @@ class SyntheticBatches:
         return [
             make_scene(
                 self.scene_seed(step, i), T, image_size=tuple(self.recipe.image_size), dynamic=self.recipe.dynamic,
-                camera_speed=self.camera_speed(step, i),
+                camera_speed=self.camera_speed(step, i), loop_frames=self.recipe.loop_frames,
             )
             for i in range(self.batch_size)
         ]

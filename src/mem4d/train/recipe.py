@@ -32,6 +32,9 @@ class DataRecipe:
     # synthetic camera motion per frame, drawn per clip uniformly in [low, high] (1.0 ≈ 3.5 cm and
     # 1.2° a frame): faster clips let short training clips span the motion of long test videos
     camera_speed: tuple[float, float] = (1.0, 1.0)
+    # frames a synthetic "loop" path takes to close; None: the clip's length, which makes a
+    # loop clip of 8 frames turn ~50 degrees a frame (frames that share no view)
+    loop_frames: int | None = None
     datasets: list[dict[str, Any]] = field(default_factory=list)  # for source=mixture
     val_scenes: int = 4
     val_frames: int = 8

@@ -127,10 +127,14 @@ def make_camera_path(
     region_hi: np.ndarray,
     bounds_lo: np.ndarray,
     bounds_hi: np.ndarray,
+    loop_frames: int | None = None,
 ) -> CameraPath:
     """A path of `kind` with positions in [region_lo, region_hi] (the free space for the camera).
 
     bounds_lo/hi: the scene's enclosure (room walls or courtyard), used to look into open space.
+    loop_frames: frames a "loop" path takes to close (None: the clip's length, so the clip's
+        last frames revisit its first views). A clip shorter than that is an arc of the loop:
+        training clips of a few frames would otherwise turn 45 degrees or more per frame.
     """
     if kind not in PATH_KINDS:
         raise ValueError(f"unknown camera_path {kind!r}; expected one of {PATH_KINDS} or None")
@@ -201,11 +205,12 @@ def make_camera_path(
         rot = look_rotation(yaw_pitch_dir(yaw, pitch), math.radians(1.0) * ang[:, 1])
         info.update(effective_speed=float(speed * scale), orbit_radius=float(radius * scale), target=target.tolist())
     else:  # loop
-        radius = float(np.clip(step * max(T, 2) / (2 * math.pi), 0.35, 3.0))
+        L = int(loop_frames) if loop_frames is not None else T
+        radius = float(np.clip(step * max(L, 2) / (2 * math.pi), 0.35, 3.0))
         aspect = rng.uniform(0.6, 1.0)
         direction = rng.choice([-1.0, 1.0])
         theta0 = rng.uniform(-math.pi, math.pi)
-        theta = theta0 + direction * 2 * math.pi * LOOP_OVERLAP * t / max(T - 1, 1)
+        theta = theta0 + direction * 2 * math.pi * LOOP_OVERLAP * t / max(L - 1, 1)
         rel = np.stack([radius * np.cos(theta), radius * aspect * np.sin(theta), 0.05 * np.sin(2 * theta)], -1)
         outward = rng.random() < 0.6
         offset = rng.uniform(-0.9, 0.9) if outward else rng.uniform(-0.3, 0.3)
@@ -223,6 +228,7 @@ def make_camera_path(
         info.update(
             effective_speed=float(speed * scale),
             loop_radius=float(radius * scale),
+            loop_frames=L,
             looking="outward" if outward else "inward",
         )
     return CameraPath(kind, positions, rot, info)

@@ -99,6 +99,8 @@ def make_scene(
         fov_deg: horizontal field of view in degrees (None: random in [50, 80]).
         num_furniture: static furniture items (None: random, 3..7 rooms, 4..9 courtyards).
         object_speed: scale of the moving objects' speeds.
+        loop_frames: frames a "loop" path takes to close (None: ``num_frames``); a shorter clip
+            is an arc of that loop, at the per-frame motion of a loop video that long.
 
     Returns:
         A `Sample` (valid by `Sample.validate()`; world frame = camera of frame 0) with images, depth, valid,
@@ -149,6 +151,7 @@ def build_layout(
     num_furniture: int | None = None,
     object_speed: float = 1.0,
     num_walkers: int | None = None,
+    loop_frames: int | None = None,
 ) -> tuple[SceneLayout, dict]:
     """The scene of `make_scene` before rendering: its `SceneLayout` and the `meta` dict."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -168,6 +171,9 @@ def build_layout(
         raise ValueError(f"camera_speed must be a finite number >= 0, got {camera_speed}")
     if not (object_speed >= 0 and math.isfinite(object_speed)):
         raise ValueError(f"object_speed must be a finite number >= 0, got {object_speed}")
+    if loop_frames is not None and (isinstance(loop_frames, bool) or not isinstance(loop_frames, (int, np.integer))
+                                    or loop_frames < 2):
+        raise ValueError(f"loop_frames must be an integer >= 2 or None, got {loop_frames!r}")
     if fov_deg is not None and not 10.0 <= fov_deg <= 150.0:
         raise ValueError(f"fov_deg must be in [10, 150], got {fov_deg}")
 
@@ -204,6 +210,7 @@ def build_layout(
         num_furniture=int(num_furniture),
         object_speed=float(object_speed),
         num_walkers=num_walkers,
+        loop_frames=None if loop_frames is None else int(loop_frames),
     )
     meta = {
         "dataset": "synthetic",

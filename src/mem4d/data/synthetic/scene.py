@@ -577,6 +577,7 @@ def sample_layout(
     num_furniture: int,
     object_speed: float,
     num_walkers: int,
+    loop_frames: int | None = None,
 ) -> SceneLayout:
     """Samples a full scene layout; `rngs` holds one independent generator per part of the scene."""
     if environment not in ENVIRONMENTS:
@@ -584,7 +585,8 @@ def sample_layout(
     b = _Builder(rngs["env"], T)
     env = _make_room(b) if environment == "room" else _make_courtyard(b)
     cam = make_camera_path(
-        rngs["camera"], camera_path, T, camera_speed, env.cam_lo, env.cam_hi, env.bounds_lo, env.bounds_hi
+        rngs["camera"], camera_path, T, camera_speed, env.cam_lo, env.cam_hi, env.bounds_lo, env.bounds_hi,
+        loop_frames=loop_frames,
     )
     b.rng = rngs["furniture"]
     furniture_names, cylinders = _place_furniture(b, env, cam.positions, num_furniture)
