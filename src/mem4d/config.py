@@ -278,6 +278,10 @@ class HeadsConfig(_Config):
         motion: build the motion head (``FrameOutput.dynamic_prob``); False -> None.
         max_log_depth: clamp of the norm ``|v|`` before ``expm1`` in the pointmap activation
             (metres up to e^max_log_depth).
+        camera_pose: ``"absolute"`` (the paper: the camera token gives camera t in the world
+            frame) or ``"chained"`` [not in the paper]: it gives camera t in camera t-1's frame
+            (what the TDM's correlation with frame t-1 shows) and ``cam2world_t =
+            cam2world_{t-1} @ relative_t``, the previous pose kept in the stream state.
     """
 
     dpt_features: int = 256
@@ -287,6 +291,7 @@ class HeadsConfig(_Config):
     camera_hidden: int = 768
     motion: bool = True
     max_log_depth: float = 12.0
+    camera_pose: str = "absolute"
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -297,6 +302,8 @@ class HeadsConfig(_Config):
         for name in ("motion", "dpt_full_res"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.camera_pose not in ("absolute", "chained"):
+            raise ValueError(f"HeadsConfig.camera_pose must be 'absolute' or 'chained', got {self.camera_pose!r}")
 
 
 @dataclass

@@ -133,3 +133,19 @@ def test_the_training_size_becomes_the_models_default_input_size():
     assert build_model(recipe).config.image_size == (32, 48)
     recipe = Recipe.from_dict({"model": {"preset": "tiny", "overrides": {"image_size": [64, 64]}}, "data": {"image_size": [32, 48]}})
     assert build_model(recipe).config.image_size == (64, 64)
+
+
+def test_init_from_applies_overrides_that_keep_the_weights(tmp_path):
+    from mem4d.config import Mem4DConfig
+    from mem4d.model.mem4d import Mem4D
+    from mem4d.train.trainer import build_model
+
+    torch.manual_seed(0)
+    Mem4D(Mem4DConfig.tiny()).save_pretrained(tmp_path / "base")
+    model_recipe = {"init_from": str(tmp_path / "base"), "overrides": {"heads": {"camera_pose": "chained"}}}
+    model = build_model(Recipe.from_dict({"model": model_recipe}))
+    assert model.config.heads.camera_pose == "chained"
+    base = Mem4D.from_pretrained(tmp_path / "base")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.state_dict().items())
+    with pytest.raises(ValueError, match="shapes"):
+        build_model(Recipe.from_dict({"model": {"init_from": str(tmp_path / "base"), "overrides": {"dim": 64}}}))

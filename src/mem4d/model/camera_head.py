@@ -2,9 +2,10 @@
 
 The pose is camera t -> world (``cam2world``), world = camera of frame 0. **Anchor:** for
 frame 0 the head's rotation and translation are replaced by the identity, so
-``cam2world[0] == I`` exactly (its FoV is still predicted); later poses are the head's
-direct predictions in that world frame (the PSM's uncompressed frame-0 tokens are what tie
-them to it). Intrinsics: one horizontal FoV, square pixels, principal point at the image
+``cam2world[0] == I`` exactly (its FoV is still predicted). With ``heads.camera_pose ==
+"absolute"`` (the paper) later poses are the head's direct predictions in that world frame
+(the PSM's uncompressed frame-0 tokens are what tie them to it); with ``"chained"`` the head
+predicts camera t in camera t-1's frame and `chain_pose` composes it with the previous pose. Intrinsics: one horizontal FoV, square pixels, principal point at the image
 centre ((W-1)/2, (H-1)/2), ``fx = fy = (W/2) / tan(fov_x/2)``.
 """
 
@@ -16,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CameraHead", "fov_to_intrinsics", "quat_to_rotmat"]
+from mem4d.geometry.rotation import matrix_to_quat
+
+__all__ = ["CameraHead", "chain_pose", "fov_to_intrinsics", "quat_to_rotmat"]
 
 
 def quat_to_rotmat(q: Tensor) -> Tensor:
@@ -81,3 +84,18 @@ class CameraHead(nn.Module):
         ], dim=1)
         return {"fov_x": fov_x, "quat_wxyz": quat, "translation": trans,
                 "intrinsics": fov_to_intrinsics(fov_x, image_size), "cam2world": cam2world}
+
+
+def chain_pose(relative: dict[str, Tensor], previous_cam2world: Tensor) -> dict[str, Tensor]:
+    """Composes the head's relative prediction (camera t -> camera t-1) with the previous pose.
+
+    Args:
+        relative: `CameraHead` output for frame t read as a relative pose.
+        previous_cam2world: (B, 4, 4) camera t-1 -> world.
+    Returns:
+        The same keys, with ``cam2world = previous @ relative`` and its quaternion (w >= 0) and
+        translation; FoV and intrinsics unchanged.
+    """
+    cam2world = previous_cam2world.to(relative["cam2world"].dtype) @ relative["cam2world"]
+    return {**relative, "cam2world": cam2world, "quat_wxyz": matrix_to_quat(cam2world[:, :3, :3]),
+            "translation": cam2world[:, :3, 3]}

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from mem4d.config import Mem4DConfig
 from mem4d.layers.rope import RotaryEmbedding
-from mem4d.model.camera_head import CameraHead
+from mem4d.model.camera_head import CameraHead, chain_pose
 from mem4d.model.checkpointing import CheckpointedBlocks
 from mem4d.model.decoder import FusionDecoder
 from mem4d.model.encoder import ImageEncoder
@@ -127,17 +127,21 @@ class Mem4D(nn.Module):
         pts_world, conf_world = self.head_world(dpt_in, grid)
         pts_cam, conf_cam = self.head_cam(dpt_in, grid)
         cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0)
+        if cfg.heads.camera_pose == "chained" and t > 0:  # the head gave camera t -> camera t-1
+            cam = chain_pose(cam, state.cam2world)
         dyn = None
         if self.motion_head is not None:
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid)
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam)
-        return out, self._next_state(state, feat, stages[-1], pos, pts_world, grid, readout)
+        return out, self._next_state(state, feat, stages[-1], pos, out, grid, readout)
 
-    def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, pts_world: Tensor,
+    def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
                     grid: tuple[int, int], readout: tuple | None) -> StreamState:
-        cfg, t, N = self.config, state.frame_index, feat.shape[1]
+        cfg, t, N, pts_world = self.config, state.frame_index, feat.shape[1], out.pts_world
         new = replace(state, frame_index=t + 1, feats=[*state.feats, feat][-cfg.history:] if cfg.history else [])
+        if cfg.heads.camera_pose == "chained":
+            new = replace(new, cam2world=out.cam2world)
         if self.psm is not None:  # write P_t after frame t is predicted
             frames, tokens, scale = self.psm.write(state.psm_frames, state.psm_tokens, state.psm_scale, t,
                                                    pts_world, grid, last[:, :N])

@@ -14,6 +14,8 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
 - ``psm_cache``: compressed PSM groups keyed by ``(tier, first_frame, last_frame)`` ->
   (B, n, D); only the groups used by the last readout are kept (see ``model/psm.py``).
 - ``unified``: (B, S, D) recurrent state tokens of the ``unified`` variant (None before frame 0).
+- ``cam2world``: (B, 4, 4) pose of the last frame, kept when ``heads.camera_pose == "chained"``
+  (the next frame's pose is this one times the predicted relative pose); None otherwise.
 
 Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
 queue and the feature window are full, and only the number of partial compressed groups
@@ -52,6 +54,7 @@ class StreamState:
     psm_scale: Tensor | None = None
     psm_cache: dict[tuple[int, int, int], Tensor] = field(default_factory=dict)
     unified: Tensor | None = None
+    cam2world: Tensor | None = None
 
     # ----- tensor plumbing -----
     def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:
@@ -63,6 +66,7 @@ class StreamState:
             psm_scale=None if self.psm_scale is None else fn(self.psm_scale),
             psm_cache={k: fn(v) for k, v in self.psm_cache.items()},
             unified=None if self.unified is None else fn(self.unified),
+            cam2world=None if self.cam2world is None else fn(self.cam2world),
         )
 
     def detach(self) -> StreamState:
@@ -86,6 +90,8 @@ class StreamState:
             out[f"psm_cache.{tier}.{first}.{last}"] = t
         if self.unified is not None:
             out["unified"] = self.unified
+        if self.cam2world is not None:
+            out["cam2world"] = self.cam2world
         return out
 
     def nbytes(self) -> int:
@@ -148,6 +154,7 @@ class StreamState:
                 psm_scale=tensors.get("psm_scale"),
                 psm_cache={(int(a), int(b), int(c)): tensors[f"psm_cache.{a}.{b}.{c}"] for a, b, c in meta["psm_cache"]},
                 unified=tensors.get("unified"),
+                cam2world=tensors.get("cam2world"),
             )
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ValueError(f"{path}: stream state is incomplete or inconsistent ({err!r}); save it again") from err

@@ -37,6 +37,15 @@ def build_model(recipe: Recipe):
     m = recipe.model
     if m.init_from:
         model = Mem4D.from_pretrained(m.init_from)
+        if m.overrides:  # e.g. heads.camera_pose; the weights must still fit the changed config
+            config = Mem4DConfig.from_dict(_deep_merge(model.config.to_dict(), m.overrides))
+            weights = model.state_dict()
+            model = Mem4D(config)
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError as err:
+                raise ValueError(f"model.overrides {m.overrides} change the shapes of {m.init_from}'s weights; "
+                                 f"fine-tuning keeps the architecture ({str(err).splitlines()[0]})") from err
     else:
         presets = {"tiny": Mem4DConfig.tiny, "small": Mem4DConfig.small, "paper": Mem4DConfig.paper}
         if m.preset not in presets:
