@@ -282,6 +282,12 @@ class HeadsConfig(_Config):
             frame) or ``"chained"`` [not in the paper]: it gives camera t in camera t-1's frame
             (what the TDM's correlation with frame t-1 shows) and ``cam2world_t =
             cam2world_{t-1} @ relative_t``, the previous pose kept in the stream state.
+        pose_refinement: ``"none"`` or ``"photometric"`` [not in the paper; inference only]:
+            after the network, the motion from frame t-1 to t is re-estimated by direct
+            photometric alignment of the two images on frame t-1's predicted depth (moving
+            pixels down-weighted by the motion head), started from the previous motion, and
+            chained; ``pts_world`` then becomes ``cam2world . pts_cam`` so points and poses
+            agree (``mem4d.geometry.photometric``). Causal: it reads frames t-1 and t only.
     """
 
     dpt_features: int = 256
@@ -292,6 +298,7 @@ class HeadsConfig(_Config):
     motion: bool = True
     max_log_depth: float = 12.0
     camera_pose: str = "absolute"
+    pose_refinement: str = "none"
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -304,6 +311,8 @@ class HeadsConfig(_Config):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in ("absolute", "chained"):
             raise ValueError(f"HeadsConfig.camera_pose must be 'absolute' or 'chained', got {self.camera_pose!r}")
+        if self.pose_refinement not in ("none", "photometric"):
+            raise ValueError(f"HeadsConfig.pose_refinement must be 'none' or 'photometric', got {self.pose_refinement!r}")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from mem4d.model.heads import PointmapHead
 from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
+from mem4d.model.pose_refinement import refine_pose
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -134,7 +135,10 @@ class Mem4D(nn.Module):
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid)
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam)
-        return out, self._next_state(state, feat, stages[-1], pos, out, grid, readout)
+        new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout)
+        if cfg.heads.pose_refinement == "photometric":
+            out, new_state = refine_pose(frame, out, state, new_state)
+        return out, new_state
 
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
                     grid: tuple[int, int], readout: tuple | None) -> StreamState:

@@ -15,7 +15,10 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
   (B, n, D); only the groups used by the last readout are kept (see ``model/psm.py``).
 - ``unified``: (B, S, D) recurrent state tokens of the ``unified`` variant (None before frame 0).
 - ``cam2world``: (B, 4, 4) pose of the last frame, kept when ``heads.camera_pose == "chained"``
-  (the next frame's pose is this one times the predicted relative pose); None otherwise.
+  or poses are refined (the next frame's pose is this one times a relative pose); else None.
+- ``prev_image`` (B, 3, H, W), ``prev_depth`` (B, H, W), ``prev_weight`` (B, H, W) and
+  ``pose_velocity`` (B, 4, 4, the last frame-to-frame motion): what ``heads.pose_refinement
+  == "photometric"`` aligns the next frame against; None otherwise.
 
 Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
 queue and the feature window are full, and only the number of partial compressed groups
@@ -39,6 +42,7 @@ from torch import Tensor
 __all__ = ["StreamState", "validate_frame"]
 
 _FORMAT = "mem4d.StreamState/1"
+_POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity")
 
 
 @dataclass
@@ -55,6 +59,10 @@ class StreamState:
     psm_cache: dict[tuple[int, int, int], Tensor] = field(default_factory=dict)
     unified: Tensor | None = None
     cam2world: Tensor | None = None
+    prev_image: Tensor | None = None
+    prev_depth: Tensor | None = None
+    prev_weight: Tensor | None = None
+    pose_velocity: Tensor | None = None
 
     # ----- tensor plumbing -----
     def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:
@@ -66,7 +74,7 @@ class StreamState:
             psm_scale=None if self.psm_scale is None else fn(self.psm_scale),
             psm_cache={k: fn(v) for k, v in self.psm_cache.items()},
             unified=None if self.unified is None else fn(self.unified),
-            cam2world=None if self.cam2world is None else fn(self.cam2world),
+            **{name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in _POSE_FIELDS},
         )
 
     def detach(self) -> StreamState:
@@ -90,8 +98,9 @@ class StreamState:
             out[f"psm_cache.{tier}.{first}.{last}"] = t
         if self.unified is not None:
             out["unified"] = self.unified
-        if self.cam2world is not None:
-            out["cam2world"] = self.cam2world
+        for name in _POSE_FIELDS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     def nbytes(self) -> int:
@@ -154,7 +163,7 @@ class StreamState:
                 psm_scale=tensors.get("psm_scale"),
                 psm_cache={(int(a), int(b), int(c)): tensors[f"psm_cache.{a}.{b}.{c}"] for a, b, c in meta["psm_cache"]},
                 unified=tensors.get("unified"),
-                cam2world=tensors.get("cam2world"),
+                **{name: tensors.get(name) for name in _POSE_FIELDS},
             )
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ValueError(f"{path}: stream state is incomplete or inconsistent ({err!r}); save it again") from err

@@ -1,0 +1,67 @@
+"""``heads.pose_refinement = "photometric"``: test-time alignment of consecutive frames."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from conftest import make_clip
+
+from mem4d.config import Mem4DConfig
+from mem4d.data.synthetic import make_scene
+from mem4d.geometry.camera import depth_to_pts_cam
+from mem4d.geometry.se3 import transform_points
+from mem4d.model.mem4d import Mem4D
+from mem4d.model.outputs import FrameOutput
+from mem4d.model.pose_refinement import refine_pose
+from mem4d.model.state import StreamState
+
+T = 5
+
+
+def _model(refine: str) -> Mem4D:
+    torch.manual_seed(0)
+    cfg = Mem4DConfig.tiny()
+    return Mem4D(dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, pose_refinement=refine))).eval()
+
+
+def _output(depth: torch.Tensor, K: torch.Tensor, dynamic: torch.Tensor) -> FrameOutput:
+    """A FrameOutput with exact depth and intrinsics and an identity (uninformed) pose."""
+    pts = depth_to_pts_cam(depth, K)
+    one = torch.ones_like(depth)
+    return FrameOutput(pts_world=pts, conf_world=one, pts_cam=pts, conf_cam=one, depth=depth, intrinsics=K,
+                       cam2world=torch.eye(4)[None], fov_x=torch.ones(1), quat_wxyz=torch.tensor([[1.0, 0, 0, 0]]),
+                       translation=torch.zeros(1, 3), dynamic_prob=dynamic.float())
+
+
+def test_refinement_recovers_the_trajectory_from_exact_depth():
+    s = make_scene(5, T, (96, 128), camera_path="handheld", dynamic=True, camera_speed=3.0, environment="room")
+    state = StreamState(batch_size=1, image_size=(96, 128))
+    poses = []
+    for t in range(T):
+        out = _output(s.depth[t][None], s.intrinsics[t][None], s.dynamic_mask[t][None])
+        out, new = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1))
+        poses.append(out.cam2world[0])
+        state = new
+    err = (torch.stack(poses)[:, :3, 3] - s.cam2world[:, :3, 3]).norm(dim=-1)
+    unrefined = s.cam2world[:, :3, 3].norm(dim=-1)  # the error of the identity poses it started from
+    assert unrefined.max() > 0.2 and err.max() < 0.2 * unrefined.max(), (unrefined, err)
+    torch.testing.assert_close(torch.stack(poses)[:, :3, :3], s.cam2world[:, :3, :3], atol=0.01, rtol=0)
+
+
+def test_refined_stream_is_causal_consistent_and_resumable(tmp_path):
+    refined, plain = _model("photometric"), _model("none")
+    clip = make_clip(T, H=48, W=64, seed=2)
+    with torch.no_grad():
+        seq, ref = refined(clip), plain(clip)
+        _, state = refined.stream(clip[:, :3])
+        state.save(tmp_path / "s.safetensors")
+        rest, _ = refined.stream(clip[:, 3:], StreamState.load(tmp_path / "s.safetensors"))
+        prefix = refined(clip[:, :3])
+    torch.testing.assert_close(rest.cam2world, seq.cam2world[:, 3:])
+    torch.testing.assert_close(prefix.cam2world, seq.cam2world[:, :3])  # later frames change nothing before them
+    assert torch.equal(seq.cam2world[:, 0], torch.eye(4)[None])
+    torch.testing.assert_close(seq.pts_world, transform_points(seq.cam2world[:, :, None, None], seq.pts_cam))
+    for name in ("depth", "pts_cam", "intrinsics", "dynamic_prob"):  # the network's outputs are untouched
+        assert torch.equal(getattr(seq, name), getattr(ref, name)), name
+    assert state.prev_image is not None and state.pose_velocity.shape == (1, 4, 4)
