@@ -1,7 +1,7 @@
 """Writes a trained checkpoint as the model that ships inside the package (maintainers only).
 
     .venv/bin/python scripts/ship_default_model.py --ckpt RUN/checkpoints/step_0003800 \
-        --about docs/shipped_model.json
+        --about docs/shipped_model.json --pose-refinement photometric
 
 Stores the weights as float16 safetensors (loading casts them back to float32) with the config
 and the provenance record (`--about`: how it was trained, its scores) in
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", default=None,
                         help="HxW default input size to record (default: the checkpoint's own, which the trainer "
                              "sets to the training size; only checkpoints older than that need it)")
+    parser.add_argument("--pose-refinement", choices=("none", "photometric"), default=None,
+                        help="heads.pose_refinement to record (default: the checkpoint's; training runs leave it "
+                             "'none', a shipped model that relies on it must say 'photometric')")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"destination (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
@@ -43,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.image_size:
         size = tuple(int(v) for v in args.image_size.lower().split("x"))
         model.config = dataclasses.replace(model.config, image_size=size)
+    if args.pose_refinement:
+        heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
+        model.config = dataclasses.replace(model.config, heads=heads)
     H, W = model.config.image_size
     about = json.loads(args.about.read_text()) if args.about else None
 
