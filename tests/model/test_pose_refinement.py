@@ -65,3 +65,18 @@ def test_refined_stream_is_causal_consistent_and_resumable(tmp_path):
     for name in ("depth", "pts_cam", "intrinsics", "dynamic_prob"):  # the network's outputs are untouched
         assert torch.equal(getattr(seq, name), getattr(ref, name)), name
     assert state.prev_image is not None and state.pose_velocity.shape == (1, 4, 4)
+
+
+def test_a_wrong_velocity_start_does_not_derail_the_next_frame():
+    from mem4d.geometry.rotation import axis_angle_to_matrix
+
+    s = make_scene(5, 2, (96, 128), camera_path="handheld", dynamic=True, camera_speed=3.0, environment="room")
+    state = StreamState(batch_size=1, image_size=(96, 128))
+    out0 = _output(s.depth[0][None], s.intrinsics[0][None], s.dynamic_mask[0][None])
+    _, state = refine_pose(s.images[0][None], out0, state, dataclasses.replace(state, frame_index=1))
+    wrong = torch.eye(4)[None].clone()
+    wrong[0, :3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.5, 0.0]))  # 29 degrees of yaw
+    state = dataclasses.replace(state, pose_velocity=wrong)
+    out1 = _output(s.depth[1][None], s.intrinsics[1][None], s.dynamic_mask[1][None])
+    out1, _ = refine_pose(s.images[1][None], out1, state, dataclasses.replace(state, frame_index=2))
+    torch.testing.assert_close(out1.cam2world[0, :3, :3], s.cam2world[1, :3, :3], atol=0.01, rtol=0)
