@@ -3,12 +3,14 @@
 After the network has predicted frame t, the motion from frame t-1 to t is re-estimated by
 direct photometric alignment (`mem4d.geometry.photometric`): frame t-1's image lifted by its
 predicted depth, pixels weighted by 1 - its predicted dynamic probability (moving objects do
-not pull the camera), intrinsics from frame t's prediction, on a 4-level pyramid, started
+not pull the camera), intrinsics from frame t's prediction, on a 3-level pyramid, started
 twice, from the previous frame-to-frame motion (constant velocity) and from no motion, keeping
-the start that ends with the lower photometric cost (one failed frame then does not derail
-the next through the velocity; on 48-frame loop scenes turning 8-11 degrees a frame with exact
-depth, this took the mean rotation error per frame from 0.5-7 to 0.1-0.8 degrees). The pose is
-chained,
+the start that ends with the lower photometric cost, so that one failed frame does not derail
+the next through the velocity. Measured (`bench/bench_pose_refinement.py`, docs/RESULTS.md):
+with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
+the mean rotation error per frame from 0.1 / 4.0 / 20.3 / 0.9 to 0.1 / 3.7 / 6.8 / 0.5 degrees;
+a 4th pyramid level helped more there but did worse on `synthetic-dynamic` with the step-3200
+checkpoint's depth (ATE 0.094 vs 0.088). The pose is chained,
 ``cam2world_t = cam2world_{t-1} @ inverse(motion_t)``, and the world pointmap becomes
 ``cam2world_t . pts_cam`` so that points and poses agree. The network's own world pointmap
 still feeds the PSM (it was trained on it). Causal and bounded: the state keeps one frame.
@@ -29,21 +31,31 @@ from mem4d.model.state import StreamState
 
 __all__ = ["refine_pose"]
 
-LEVELS, ITERS = 4, (12, 12, 8, 6)
+LEVELS, ITERS = 3, (12, 8, 6)
 
 
-def _align_from_two_starts(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """Frame t-1 -> t motion (B, 4, 4): the better of the constant-velocity and identity starts."""
+def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int, iters: tuple[int, ...],
+           two_starts: bool) -> torch.Tensor:
+    """Frame t-1 -> t motion (B, 4, 4): from the constant-velocity start, or the better (lower
+    final cost) of that and the identity start."""
     B = frame.shape[0]
-    two = lambda x: torch.cat([x, x])  # noqa: E731
-    starts = torch.cat([state.pose_velocity, torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4)])
-    motion, cost = photometric_align(two(state.prev_image), two(state.prev_depth), two(frame), two(intrinsics),
-                                     init_a2b=starts, weight_a=two(state.prev_weight), levels=LEVELS, iters=ITERS)
+    starts = state.pose_velocity
+    if two_starts:
+        starts = torch.cat([starts, torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4)])
+    k = starts.shape[0] // B
+    rep = lambda x: x.repeat(k, *([1] * (x.dim() - 1)))  # noqa: E731
+    motion, cost = photometric_align(rep(state.prev_image), rep(state.prev_depth), rep(frame), rep(intrinsics),
+                                     init_a2b=starts, weight_a=rep(state.prev_weight), levels=levels, iters=iters)
+    if not two_starts:
+        return motion
     return torch.where((cost[:B] <= cost[B:])[:, None, None], motion[:B], motion[B:])
 
 
 @torch.no_grad()
-def refine_pose(frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState) -> tuple[FrameOutput, StreamState]:
+def refine_pose(
+    frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
+    levels: int = LEVELS, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
+) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
     Args:
@@ -51,6 +63,9 @@ def refine_pose(frame: torch.Tensor, out: FrameOutput, state: StreamState, new_s
         out: the network's `FrameOutput` for it.
         state: the state before this frame (holds frame t-1's image, depth, weight, pose).
         new_state: the state after it, without the refinement's fields updated.
+        levels, iters, two_starts: the alignment's pyramid, Gauss-Newton iterations per level
+            (coarsest first) and whether to also start from no motion (the model's settings
+            are the defaults; `bench/bench_pose_refinement.py` compares others).
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).
@@ -62,7 +77,7 @@ def refine_pose(frame: torch.Tensor, out: FrameOutput, state: StreamState, new_s
     if state.frame_index == 0:
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
-        motion = _align_from_two_starts(state, frame.float(), out.intrinsics.detach().float())
+        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts)
         cam2world = state.cam2world @ se3_inverse(motion)
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
