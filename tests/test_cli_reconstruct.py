@@ -489,6 +489,25 @@ def test_failure_mid_stream_removes_everything(inputs, tmp_path, monkeypatch, ca
     assert not out.exists() and not _leftovers(tmp_path)
 
 
+def test_pose_refinement_option_matches_the_refined_model(inputs, tmp_path):
+    import dataclasses
+
+    from mem4d.eval.trajectory_io import read_tum_trajectory
+
+    out = tmp_path / "refined"
+    assert _run(inputs["frames"], out, inputs["ckpt"], "--pose-refinement", "photometric", "--no-video", "--no-glb") == 0
+    model = Mem4D.from_pretrained(inputs["ckpt"]).eval()
+    model.config = dataclasses.replace(model.config, heads=dataclasses.replace(model.config.heads,
+                                                                               pose_refinement="photometric"))
+    x = torch.from_numpy(inputs["rgb"]).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        refined = model(x[None]).cam2world[0]
+    plain = torch.stack([o.cam2world[0] for o in _reference(inputs["ckpt"], inputs["rgb"])])
+    written = torch.as_tensor(read_tum_trajectory(out / "trajectory.txt").cam2world, dtype=torch.float32)
+    torch.testing.assert_close(written[:, :3, 3], refined[:, :3, 3], atol=1e-4, rtol=1e-3)
+    assert (refined[:, :3, 3] - plain[:, :3, 3]).norm(dim=-1).max() > 1e-3  # the option changed the poses
+
+
 def test_glob_input_and_max_frames(inputs, tmp_path):
     out = tmp_path / "recon"
     pattern = str(inputs["frames"] / "frame*.png")

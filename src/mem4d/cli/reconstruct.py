@@ -15,6 +15,7 @@ docs/OUTPUTS.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import shutil
@@ -46,6 +47,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps ...")
     g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="fp32, or autocast to bf16 / fp16 (fp16: CUDA only)")
+    g.add_argument("--pose-refinement", choices=["none", "photometric"], default=None,
+                   help="camera poses from the network alone (none) or refined by photometric alignment of "
+                   "consecutive frames on the predicted depth (photometric); default: what the model's config says "
+                   "(the shipped model: photometric)")
     g = p.add_argument_group("input")
     g.add_argument("--size", type=int, default=None, metavar="PX",
                    help="long side of the processed frames, a multiple of 16 (default: the model's, e.g. 512); "
@@ -195,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         first = source.peek()  # a corrupt input fails here, before anything is written
         model = load_model(args.ckpt, device)
+        if args.pose_refinement is not None:
+            heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
+            model.config = dataclasses.replace(model.config, heads=heads)
         patch = int(model.config.encoder.patch_size)
         long_side = args.size if args.size is not None else max(model.config.image_size)
         warned: set[str] = set()
