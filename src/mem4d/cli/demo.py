@@ -13,7 +13,8 @@ scores the result against the scene's ground truth, with an HTML report.
    depth, pointmaps, trajectory.txt, static.ply, scene.glb, COLMAP, transforms.json, ...), which
    is scored against the ground truth next to the evaluation harness's no-information baselines
    (`mem4d.demo.evaluate`); the table is printed and saved (``metrics.json``).
-3. Without a model (none ships yet) the demo shows the ground truth only and says how to train one.
+3. Without a model (an install whose package data lacks the shipped weights) the demo shows the
+   ground truth only and says how to train one.
 
 ``report.html`` (self-contained: images embedded) shows the frames, depth, motion, the camera
 trajectory and the table; ``mem4d view OUT/reconstruction`` opens the 3D viewer.

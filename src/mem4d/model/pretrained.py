@@ -80,8 +80,8 @@ def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location
         directory = DEFAULT_DIR
         if not (directory / WEIGHTS_NAME).is_file():
             raise ValueError(
-                f"no shipped weights at {directory}: this install has no default model yet. Train one "
-                "(mem4d train ...) and pass its directory to Mem4D.from_pretrained(dir)"
+                f"no shipped weights at {directory}: this install lacks the default model; reinstall mem4d, or train "
+                "one (mem4d train ...) and pass its directory to Mem4D.from_pretrained(dir)"
             )
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
