@@ -50,6 +50,17 @@ def _pyramid(grey: Tensor, depth: Tensor, weight: Tensor, K: Tensor, levels: int
     return out
 
 
+def _pts(level: tuple) -> Tensor:
+    """Frame a's pixels lifted by its depth at one pyramid level, (B, h*w, 3) (0 where no depth)."""
+    _, depth, _, k = level
+    B, h, w = depth.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
+                            torch.arange(w, dtype=depth.dtype, device=depth.device), indexing="ij")
+    d = depth.flatten(1)
+    return torch.stack([(xs.flatten() - k[:, 0, 2, None]) / k[:, 0, 0, None] * d,
+                        (ys.flatten() - k[:, 1, 2, None]) / k[:, 1, 1, None] * d, d], -1)
+
+
 def _gradients(grey: Tensor) -> Tensor:
     """(B, 1, H, W) -> (B, 2, H, W) central-difference d/dx, d/dy (replicated borders)."""
     p = F.pad(grey, (1, 1, 1, 1), mode="replicate")
@@ -58,8 +69,9 @@ def _gradients(grey: Tensor) -> Tensor:
     return torch.cat([gx, gy], 1)
 
 
-def _residuals(level: tuple, grey_b: Tensor, grad_b: Tensor, a2b: Tensor, pts_a: Tensor, with_jacobian: bool):
-    """Residuals (B, M), weights mask (B, M) and optionally the Jacobian (B, M, 6)."""
+def _residuals(level: tuple, grey_b: Tensor, a2b: Tensor, pts_a: Tensor, grad_b: Tensor | None = None):
+    """Residuals (B, M), validity mask (B, M) and, when ``grad_b`` (image b's gradients) is
+    given, the Jacobian (B, M, 6); else None."""
     _, _, weight, K = level
     H, W = grey_b.shape[-2:]
     X = pts_a @ a2b[:, :3, :3].transpose(1, 2) + a2b[:, None, :3, 3]  # (B, M, 3) in camera b
@@ -75,7 +87,7 @@ def _residuals(level: tuple, grey_b: Tensor, grad_b: Tensor, a2b: Tensor, pts_a:
     inside = in_front & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
     mask = inside & (weight.flatten(1) > 0) & (pts_a[..., 2] > 0)
     r = i_b - level[0].flatten(1)
-    if not with_jacobian:
+    if grad_b is None:
         return r, mask, None
     g = sample(grad_b)  # (B, 2, M)
     gx, gy = g[:, 0], g[:, 1]
@@ -136,7 +148,7 @@ def photometric_align(
         pts_a = _pts(level)  # (B, M, 3)
         n_iter = iters[min(len(pyr_a) - 1 - index, len(iters) - 1)]
         for _ in range(n_iter):
-            r, mask, J = _residuals(level, grey_b, grad_b, a2b, pts_a, True)
+            r, mask, J = _residuals(level, grey_b, a2b, pts_a, grad_b)
             cost = _cost(r, mask, huber)
             wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
             Jw = J * wts[..., None]
@@ -148,19 +160,9 @@ def photometric_align(
             update[:, :3, :3] = axis_angle_to_matrix(step[:, 3:])
             update[:, :3, 3] = step[:, :3]
             candidate = update @ a2b
-            r_new, mask_new, _ = _residuals(level, grey_b, grad_b, candidate, pts_a, False)
+            r_new, mask_new, _ = _residuals(level, grey_b, candidate, pts_a)
             better = (_cost(r_new, mask_new, huber) < cost) & (mask_new.sum(1) >= 6)
             a2b = torch.where(better[:, None, None], candidate, a2b)
             damping = torch.where(better, damping / 3, damping * 8).clamp(1e-6, 1e6)
-    r, mask, _ = _residuals(pyr_a[0], pyr_b[0], _gradients(pyr_b[0]), a2b, _pts(pyr_a[0]), False)
+    r, mask, _ = _residuals(level, grey_b, a2b, pts_a)  # the loop ends on the finest level
     return a2b, _cost(r, mask, huber)
-
-
-def _pts(level: tuple) -> Tensor:
-    _, depth, _, k = level
-    B, h, w = depth.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
-                            torch.arange(w, dtype=depth.dtype, device=depth.device), indexing="ij")
-    d = depth.flatten(1)
-    return torch.stack([(xs.flatten() - k[:, 0, 2, None]) / k[:, 0, 0, None] * d,
-                        (ys.flatten() - k[:, 1, 2, None]) / k[:, 1, 1, None] * d, d], -1)
