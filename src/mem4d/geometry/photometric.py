@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mem4d.geometry.rotation import _hat, axis_angle_to_matrix
+from mem4d.geometry.rotation import axis_angle_to_matrix
 
 __all__ = ["photometric_align"]
 
@@ -53,7 +53,7 @@ def _pyramid(grey: Tensor, depth: Tensor, weight: Tensor, K: Tensor, levels: int
 def _pts(level: tuple) -> Tensor:
     """Frame a's pixels lifted by its depth at one pyramid level, (B, h*w, 3) (0 where no depth)."""
     _, depth, _, k = level
-    B, h, w = depth.shape
+    h, w = depth.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
                             torch.arange(w, dtype=depth.dtype, device=depth.device), indexing="ij")
     d = depth.flatten(1)
@@ -131,7 +131,7 @@ def photometric_align(
     Returns:
         (a2b (B, 4, 4), final cost (B,) at full resolution).
     """
-    B, _, H, W = image_a.shape
+    B = image_a.shape[0]
     dtype, device = torch.float32, image_a.device
     depth = torch.nan_to_num(depth_a.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
     weight = torch.ones_like(depth) if weight_a is None else weight_a.float().clamp(0, 1)
