@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 VARIANTS = ("full", "no_tdm", "no_psm", "no_tca", "unified")
+CAMERA_POSES = ("absolute", "chained", "procrustes")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -281,7 +282,15 @@ class HeadsConfig(_Config):
         camera_pose: ``"absolute"`` (the paper: the camera token gives camera t in the world
             frame) or ``"chained"`` [not in the paper]: it gives camera t in camera t-1's frame
             (what the TDM's correlation with frame t-1 shows) and ``cam2world_t =
-            cam2world_{t-1} @ relative_t``, the previous pose kept in the stream state.
+            cam2world_{t-1} @ relative_t``, the previous pose kept in the stream state; or
+            ``"procrustes"`` [not in the paper]: a correspondence head matches frame t with
+            frame t-1 on a 1/4-resolution grid (``mem4d.model.correspondence``) and the motion
+            is the weighted rigid fit of frame t's ``pts_cam`` onto frame t-1's at the matches
+            (``mem4d.model.procrustes_pose``), chained; ``pts_world = cam2world . pts_cam``
+            and the world DPT head is not built (the camera head still gives the FoV).
+        flow_features / flow_hidden / flow_radius / flow_levels: the correspondence head's
+            matching channels, conv width, correlation window radius and pyramid levels
+            (``"procrustes"`` only).
         pose_refinement: ``"none"`` or ``"photometric"`` [not in the paper; inference only]:
             after the network, the motion from frame t-1 to t is re-estimated by direct
             photometric alignment of the two images on frame t-1's predicted depth (moving
@@ -302,20 +311,26 @@ class HeadsConfig(_Config):
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
-        _ints(self, "dpt_features", "dpt_hidden", "camera_hidden")
-        _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth")
+        _ints(self, "dpt_features", "dpt_hidden", "camera_hidden", "flow_features", "flow_hidden", "flow_radius",
+              "flow_levels")
+        _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth", "flow_features", "flow_hidden",
+                  "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
         for name in ("motion", "dpt_full_res"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.camera_pose not in ("absolute", "chained"):
-            raise ValueError(f"HeadsConfig.camera_pose must be 'absolute' or 'chained', got {self.camera_pose!r}")
+        if self.camera_pose not in CAMERA_POSES:
+            raise ValueError(f"HeadsConfig.camera_pose must be one of {CAMERA_POSES}, got {self.camera_pose!r}")
         if self.pose_refinement not in ("none", "photometric"):
             raise ValueError(f"HeadsConfig.pose_refinement must be 'none' or 'photometric', got {self.pose_refinement!r}")
 
 
 @dataclass
+    flow_features: int = 32
+    flow_hidden: int = 64
+    flow_radius: int = 3
+    flow_levels: int = 3
 class UnifiedConfig(_Config):
     """The ``unified`` variant: a CUT3R-style recurrent state replacing TDM + PSM.
 

@@ -1,6 +1,7 @@
 """Mem4D's training objective (paper Eq. 10) plus the motion-head loss:
 
     L = L_conf(world) + L_conf(cam) + λ_abs · L_abs + λ_rel · L_rel + λ_motion · L_motion
+        [+ λ_flow · L_flow + λ_flow_weight · L_flow_weight with the correspondence head]
 
 Every term is returned by name so training logs show what moves.
 """
@@ -16,6 +17,7 @@ from torch import Tensor
 from mem4d.geometry.camera import depth_to_pts_cam, intrinsics_to_fov
 from mem4d.geometry.se3 import transform_points
 from mem4d.losses.camera import absolute_camera_loss, relative_camera_loss
+from mem4d.losses.flow import flow_losses
 from mem4d.losses.motion import motion_loss
 from mem4d.losses.pointmap import confidence_regression_loss, gt_scale
 
@@ -30,6 +32,7 @@ class Targets:
         cam2world: (B, T, 4, 4), frame 0 = identity.
         fov: (B, T, 2) horizontal and vertical FoV in radians.
         dynamic_mask: (B, T, H, W) bool, or None when the data has no masks.
+        intrinsics: (B, T, 3, 3) pixel intrinsics (the correspondence head's flow targets need them).
     """
 
     pts_world: Tensor
@@ -38,6 +41,7 @@ class Targets:
     cam2world: Tensor
     fov: Tensor
     dynamic_mask: Tensor | None = None
+    intrinsics: Tensor | None = None
 
     @classmethod
     def from_batch(
@@ -48,7 +52,7 @@ class Targets:
         pts_cam = depth_to_pts_cam(depth, intrinsics)
         pts_world = transform_points(cam2world, pts_cam)
         fov_x, fov_y = intrinsics_to_fov(intrinsics, H, W)
-        return cls(pts_world, pts_cam, valid, cam2world, torch.stack([fov_x, fov_y], -1), dynamic_mask)
+        return cls(pts_world, pts_cam, valid, cam2world, torch.stack([fov_x, fov_y], -1), dynamic_mask, intrinsics)
 
     @classmethod
     def from_samples(cls, samples: Sequence[Any]) -> "Targets":
@@ -61,13 +65,16 @@ class Targets:
 
 @dataclass
 class LossWeights:
-    """Weights of Eq. 10 ([choice] λ_abs = λ_rel = 1, α = 0.2) and of the motion-head term."""
+    """Weights of Eq. 10 ([choice] λ_abs = λ_rel = 1, α = 0.2), of the motion-head term and of the
+    correspondence head's terms (``heads.camera_pose == "procrustes"`` only, `mem4d.losses.flow`)."""
 
     alpha: float = 0.2
     abs_pose: float = 1.0
     rel_pose: float = 1.0
     motion: float = 0.5
     motion_pos_weight: float = 4.0
+    flow: float = 0.05
+    flow_weight: float = 0.05
 
 
 class Mem4DObjective:
@@ -106,5 +113,9 @@ class Mem4DObjective:
         if dynamic_prob is not None and targets.dynamic_mask is not None and w.motion > 0:
             terms["motion"] = motion_loss(dynamic_prob, targets.dynamic_mask, targets.valid, w.motion_pos_weight)
             total = total + w.motion * terms["motion"]
+        flow = getattr(pred, "flow", None)
+        if flow is not None and targets.intrinsics is not None:
+            terms.update(flow_losses(flow, pred.flow_weight, targets))
+            total = total + w.flow * terms["flow"] + w.flow_weight * terms["flow_weight"]
         terms["total"] = total
         return total, terms

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from mem4d.config import Mem4DConfig
 from mem4d.layers.rope import RotaryEmbedding
 from mem4d.model.camera_head import CameraHead, chain_pose
+from mem4d.geometry.se3 import transform_points
 from mem4d.model.checkpointing import CheckpointedBlocks
+from mem4d.model.correspondence import CorrespondenceHead
 from mem4d.model.decoder import FusionDecoder
 from mem4d.model.encoder import ImageEncoder
 from mem4d.model.heads import PointmapHead
@@ -32,6 +34,7 @@ from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
 from mem4d.model.pose_refinement import refine_pose
+from mem4d.model.procrustes_pose import procrustes_motion
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -60,9 +63,13 @@ class Mem4D(nn.Module):
         self.unified = UnifiedMemory(cfg, self.rope) if cfg.use_unified else None
         self.camera_token = nn.Parameter(torch.zeros(1, 1, D))
         self.decoder = FusionDecoder(cfg, self.rope)
-        self.head_world = PointmapHead((E, D, D, D), cfg.heads, p)
+        procrustes = cfg.heads.camera_pose == "procrustes"  # pts_world = cam2world . pts_cam: no world head
+        self.head_world = None if procrustes else PointmapHead((E, D, D, D), cfg.heads, p)
         self.head_cam = PointmapHead((E, D, D, D), cfg.heads, p)
         self.camera_head = CameraHead(D, cfg.heads.camera_hidden)
+        h = cfg.heads
+        self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
+                               if procrustes else None)
         self.motion_head = MotionHead(D, p) if cfg.heads.motion else None
         self.reset_parameters()
         self.encoder.requires_grad_(enc.trainable)
@@ -76,6 +83,8 @@ class Mem4D(nn.Module):
                     nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.camera_token, std=0.02)
         self.camera_head.reset_parameters()
+        if self.correspondence is not None:
+            self.correspondence.reset_parameters()
         if self.unified is not None:
             self.unified.reset_parameters()
 
@@ -125,27 +134,52 @@ class Mem4D(nn.Module):
         tokens = torch.cat([x, self.camera_token.expand(B, -1, -1).to(x.dtype)], dim=1)
         stages = self.decoder(tokens, pos, motion, spatial)  # L x (B, N+1, D)
         dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
-        pts_world, conf_world = self.head_world(dpt_in, grid)
         pts_cam, conf_cam = self.head_cam(dpt_in, grid)
         cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0)
         if cfg.heads.camera_pose == "chained" and t > 0:  # the head gave camera t -> camera t-1
             cam = chain_pose(cam, state.cam2world)
+        match = None
+        if self.correspondence is not None:  # "procrustes": the pose from matches and the pointmaps
+            cam, match = self._procrustes_pose(frame, cam, pts_cam, stages[-1][:, :N], state, grid)
+            pts_world, conf_world = transform_points(cam["cam2world"][:, None, None], pts_cam), conf_cam
+        else:
+            pts_world, conf_world = self.head_world(dpt_in, grid)
         dyn = None
         if self.motion_head is not None:
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid)
+        flow = {} if match is None else {"flow": match[1], "flow_weight": match[2]}
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
-                          depth=pts_cam[..., 2], dynamic_prob=dyn, **cam)
-        new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout)
+                          depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
+        new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout,
+                                     None if match is None else match[0])
         if cfg.heads.pose_refinement == "photometric":
             out, new_state = refine_pose(frame, out, state, new_state)
         return out, new_state
 
+    def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
+                         state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor, Tensor]]:
+        """Replaces the camera head's pose by the chained Procrustes motion (frame 0 keeps the identity).
+
+        Returns (camera dict, (matching features (B, C, H/4, W/4), flow (B, H/4, W/4, 2),
+        weight (B, H/4, W/4))).
+        """
+        feats = self.correspondence.features(frame)
+        if state.frame_index == 0:
+            B, _, h4, w4 = feats.shape
+            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4))
+        flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
+        weight = torch.sigmoid(logit)
+        motion = procrustes_motion(pts_cam, state.prev_pts_cam, flow, weight)  # camera t -> camera t-1
+        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight)
+
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
-                    grid: tuple[int, int], readout: tuple | None) -> StreamState:
+                    grid: tuple[int, int], readout: tuple | None, match_feats: Tensor | None = None) -> StreamState:
         cfg, t, N, pts_world = self.config, state.frame_index, feat.shape[1], out.pts_world
         new = replace(state, frame_index=t + 1, feats=[*state.feats, feat][-cfg.history:] if cfg.history else [])
-        if cfg.heads.camera_pose == "chained":
+        if cfg.heads.camera_pose in ("chained", "procrustes"):
             new = replace(new, cam2world=out.cam2world)
+        if match_feats is not None:
+            new = replace(new, prev_match_feats=match_feats, prev_pts_cam=out.pts_cam)
         if self.psm is not None:  # write P_t after frame t is predicted
             frames, tokens, scale = self.psm.write(state.psm_frames, state.psm_tokens, state.psm_scale, t,
                                                    pts_world, grid, last[:, :N])

@@ -5,7 +5,9 @@ stream's frame 0 (``cam2world`` of frame 0 is exactly the identity), quaternions
 w >= 0, intrinsics in pixels with the principal point at ((W-1)/2, (H-1)/2).
 
 ``pts_world`` and ``pts_cam`` come from two separate DPT heads (paper Eq. 6); they are *not*
-forced to satisfy ``pts_world == cam2world . pts_cam`` (training pushes them towards it).
+forced to satisfy ``pts_world == cam2world . pts_cam`` (training pushes them towards it),
+except with ``heads.camera_pose == "procrustes"`` or ``heads.pose_refinement ==
+"photometric"``, where ``pts_world`` is computed that way.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class FrameOutput(_TensorFields):
         translation: (B, 3) cam2world's translation (metres).
         dynamic_prob: (B, H, W) probability that the pixel moves independently of the camera,
             or None when the model has no motion head.
+        flow: (B, H/4, W/4, 2) with ``heads.camera_pose == "procrustes"``: where each 4x4 cell
+            of this frame is in the previous frame, (dx, dy) pixels (zeros for frame 0); else None.
+        flow_weight: (B, H/4, W/4) the weight of each cell in the pose fit, in [0, 1] (zeros
+            for frame 0); else None.
     """
 
     pts_world: Tensor
@@ -65,6 +71,8 @@ class FrameOutput(_TensorFields):
     quat_wxyz: Tensor
     translation: Tensor
     dynamic_prob: Tensor | None = None
+    flow: Tensor | None = None
+    flow_weight: Tensor | None = None
 
 
 @dataclass
@@ -85,6 +93,8 @@ class SequenceOutput(_TensorFields):
     quat_wxyz: Tensor
     translation: Tensor
     dynamic_prob: Tensor | None = None
+    flow: Tensor | None = None
+    flow_weight: Tensor | None = None
 
     @classmethod
     def stack(cls, frames: list[FrameOutput]) -> SequenceOutput:

@@ -19,6 +19,9 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
 - ``prev_image`` (B, 3, H, W), ``prev_depth`` (B, H, W), ``prev_weight`` (B, H, W) and
   ``pose_velocity`` (B, 4, 4, the last frame-to-frame motion): what ``heads.pose_refinement
   == "photometric"`` aligns the next frame against; None otherwise.
+- ``prev_match_feats`` (B, C, H/4, W/4) and ``prev_pts_cam`` (B, H, W, 3): the last frame's
+  matching features and self-view pointmap, what ``heads.camera_pose == "procrustes"``
+  matches the next frame against; None otherwise.
 
 Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
 queue and the feature window are full, and only the number of partial compressed groups
@@ -42,7 +45,8 @@ from torch import Tensor
 __all__ = ["StreamState", "validate_frame"]
 
 _FORMAT = "mem4d.StreamState/1"
-_POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity")
+_POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity", "prev_match_feats",
+                "prev_pts_cam")
 
 
 @dataclass
@@ -63,6 +67,8 @@ class StreamState:
     prev_depth: Tensor | None = None
     prev_weight: Tensor | None = None
     pose_velocity: Tensor | None = None
+    prev_match_feats: Tensor | None = None
+    prev_pts_cam: Tensor | None = None
 
     # ----- tensor plumbing -----
     def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:

@@ -41,11 +41,7 @@ def build_model(recipe: Recipe):
             config = Mem4DConfig.from_dict(_deep_merge(model.config.to_dict(), m.overrides))
             weights = model.state_dict()
             model = Mem4D(config)
-            try:
-                model.load_state_dict(weights)
-            except RuntimeError as err:
-                raise ValueError(f"model.overrides {m.overrides} change the shapes of {m.init_from}'s weights; "
-                                 f"fine-tuning keeps the architecture ({str(err).splitlines()[0]})") from err
+            _load_fitting(model, weights, m.init_from, m.overrides)
     else:
         presets = {"tiny": Mem4DConfig.tiny, "small": Mem4DConfig.small, "paper": Mem4DConfig.paper}
         if m.preset not in presets:
@@ -59,6 +55,21 @@ def build_model(recipe: Recipe):
     for p in model.encoder.parameters():
         p.requires_grad_(recipe.train.encoder_trainable)
     return model
+
+
+def _load_fitting(model, weights: dict, source: str, overrides: dict) -> None:
+    """Loads ``weights`` into ``model`` whose config ``overrides`` changed: every tensor both have
+    must keep its shape; modules the overrides add start fresh and modules they remove are
+    dropped (e.g. ``heads.camera_pose: procrustes`` adds ``correspondence``, drops ``head_world``),
+    and ``model.init_report`` says which."""
+    own = model.state_dict()
+    wrong = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"model.overrides {overrides} change the shapes of {source}'s weights ({wrong[:3]}...); "
+                         "fine-tuning keeps the shapes of the weights it starts from")
+    result = model.load_state_dict(weights, strict=False)
+    modules = lambda keys: sorted({k.split(".")[0] for k in keys})  # noqa: E731
+    model.init_report = {"fresh": modules(result.missing_keys), "dropped": modules(result.unexpected_keys)}
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -144,6 +155,9 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
 
     torch.manual_seed(t.seed)
     model = build_model(recipe).to(device)
+    report = getattr(model, "init_report", None)
+    if report and dist_info.is_main and (report["fresh"] or report["dropped"]):
+        print(f"model.init_from: modules starting fresh {report['fresh']}, dropped {report['dropped']}")
     model.train()
     if t.grad_checkpointing and hasattr(model, "set_gradient_checkpointing"):
         model.set_gradient_checkpointing(True)

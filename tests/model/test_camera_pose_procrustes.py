@@ -1,0 +1,152 @@
+"""``heads.camera_pose = "procrustes"``: the pose is the chained weighted rigid fit of frame t's
+self-view points onto frame t-1's at the correspondence head's matches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import make_clip
+
+from mem4d.config import Mem4DConfig
+from mem4d.data.synthetic import make_scene
+from mem4d.geometry.rotation import rotation_angle
+from mem4d.geometry.se3 import cam_a2cam_b, transform_points
+from mem4d.losses.flow import flow_targets
+from mem4d.losses.objective import Mem4DObjective, Targets
+from mem4d.model.mem4d import Mem4D
+from mem4d.model.procrustes_pose import procrustes_motion
+from mem4d.model.state import StreamState
+
+
+def _model(seed: int = 0) -> Mem4D:
+    torch.manual_seed(seed)
+    cfg = Mem4DConfig.tiny()
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes"))
+    return Mem4D(cfg).eval()
+
+
+def test_exact_pointmaps_and_flow_give_the_true_motion():
+    s = make_scene(11, 2, image_size=(96, 128), dynamic=True, camera_speed=3.0)
+    t = Targets.from_samples([s])
+    flow, supervised, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                          t.dynamic_mask)
+    motion = procrustes_motion(t.pts_cam[:, 1], t.pts_cam[:, 0], flow[:, 0], supervised[:, 0].float())
+    truth = cam_a2cam_b(s.cam2world[1:2], s.cam2world[0:1])  # camera 1 -> camera 0
+    angle = torch.rad2deg(rotation_angle(truth[:, :3, :3].transpose(1, 2) @ motion[:, :3, :3]))
+    assert float(angle) < 0.2
+    assert float((motion[:, :3, 3] - truth[:, :3, 3]).norm()) < 0.01 * float(truth[:, :3, 3].norm()) + 2e-3
+    # the identity is far worse: the test is not passed by doing nothing
+    assert float(torch.rad2deg(rotation_angle(truth[:, :3, :3]))) > 1.0 or float(truth[:, :3, 3].norm()) > 0.05
+
+
+def test_outputs_are_consistent_and_frame0_is_the_identity():
+    model = _model()
+    assert model.head_world is None and model.correspondence is not None
+    with torch.no_grad():
+        out = model(make_clip(4, B=2, seed=3))
+    torch.testing.assert_close(out.pts_world, transform_points(out.cam2world[:, :, None, None], out.pts_cam))
+    assert torch.equal(out.conf_world, out.conf_cam)
+    assert torch.equal(out.cam2world[:, 0], torch.eye(4).expand(2, 4, 4))
+    assert out.flow.shape == (2, 4, 12, 16, 2) and out.flow_weight.shape == (2, 4, 12, 16)
+    assert torch.equal(out.flow_weight[:, 0], torch.zeros(2, 12, 16))
+    assert ((out.flow_weight[:, 1:] > 0) & (out.flow_weight[:, 1:] < 1)).all()
+    R = out.cam2world[..., :3, :3]
+    torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand_as(R), atol=1e-5, rtol=0)
+
+
+def test_stream_is_causal_and_resumes_from_a_saved_state(tmp_path):
+    model = _model(1)
+    clip = make_clip(5, seed=4)
+    changed = clip.clone()
+    changed[:, 3:] = 1 - changed[:, 3:]
+    with torch.no_grad():
+        full, other = model(clip), model(changed)
+        _, state = model.stream(clip[:, :2])
+    torch.testing.assert_close(other.cam2world[:, :3], full.cam2world[:, :3])  # frames 0-2 never see frames 3-4
+    assert not torch.allclose(other.cam2world[:, 3:], full.cam2world[:, 3:])
+    assert state.prev_match_feats is not None and state.prev_pts_cam is not None
+    state.save(tmp_path / "s.safetensors")
+    loaded = StreamState.load(tmp_path / "s.safetensors")
+    with torch.no_grad():
+        rest, _ = model.stream(clip[:, 2:], loaded)
+    torch.testing.assert_close(rest.cam2world, full.cam2world[:, 2:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rest.pts_world, full.pts_world[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_the_pose_loss_trains_matching_weights_and_depth_through_the_fit():
+    model = _model(2).train()
+    out = model(make_clip(3, seed=5))
+    out.cam2world[:, 2, :3, 3].sum().backward()
+    for name in ("correspondence.head.4.weight", "correspondence.fnet.0.weight", "head_cam.dpt.head.0.weight"):
+        param = dict(model.named_parameters()).get(name)
+        if param is None:
+            continue
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert model.correspondence.head[-1].weight.grad.abs().sum() > 0
+    assert model.correspondence.fnet[0].weight.grad.abs().sum() > 0
+
+
+def test_objective_supervises_the_flow_and_the_weights():
+    s = make_scene(2, 3, image_size=(48, 64), dynamic=True, camera_speed=2.0)
+    targets = Targets.from_samples([s])
+    model = _model(3).train()
+    _, terms = Mem4DObjective()(model(s.images[None]), targets)
+    assert terms["flow"] > 0 and terms["flow_weight"] > 0
+    gt, supervised, frac, _ = flow_targets(targets.pts_world, targets.pts_cam[..., 2], targets.valid,
+                                           targets.cam2world, targets.intrinsics, targets.dynamic_mask)
+    assert supervised.any()
+    from mem4d.losses.flow import flow_losses
+
+    perfect_flow = torch.cat([torch.zeros_like(gt[:, :1]), gt], 1)
+    perfect_weight = torch.cat([torch.zeros_like(frac[:, :1]), (frac >= 0.75).float()], 1)
+    exact = flow_losses(perfect_flow, perfect_weight, targets)
+    assert float(exact["flow"]) < 1e-4 and float(exact["flow_weight"]) < 1e-3
+    single = flow_losses(perfect_flow[:, :1], perfect_weight[:, :1], targets)
+    assert float(single["flow"]) == 0.0
+
+
+def test_flow_targets_exclude_moving_and_occluded_pixels():
+    s = make_scene(5, 2, image_size=(96, 128), dynamic=True, num_objects=3, camera_speed=2.0)
+    t = Targets.from_samples([s])
+    _, with_masks, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                       t.dynamic_mask)
+    _, without, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics, None)
+    moving_cells = torch.nn.functional.avg_pool2d(t.dynamic_mask[:, 1].float()[:, None], 4)[:, 0] > 0.5
+    assert moving_cells.any()
+    assert not (with_masks[:, 0] & moving_cells).any()
+    assert without.sum() > with_masks.sum()
+
+
+def test_init_from_a_model_with_a_world_head(tmp_path):
+    from mem4d.train.recipe import Recipe
+    from mem4d.train.trainer import build_model
+
+    torch.manual_seed(0)
+    base = Mem4D(Mem4DConfig.tiny())
+    base.save_pretrained(tmp_path / "base")
+    recipe = Recipe.from_dict({"model": {"init_from": str(tmp_path / "base"),
+                                         "overrides": {"heads": {"camera_pose": "procrustes"}}}})
+    model = build_model(recipe)
+    assert model.init_report == {"fresh": ["correspondence"], "dropped": ["head_world"]}
+    loaded = Mem4D.from_pretrained(tmp_path / "base").state_dict()
+    own = model.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in loaded.items() if not k.startswith("head_world."))
+
+
+def test_procrustes_models_save_and_load(tmp_path):
+    model = _model(4)
+    model.save_pretrained(tmp_path / "m")
+    again = Mem4D.from_pretrained(tmp_path / "m").eval()
+    clip = make_clip(3, seed=6)
+    with torch.no_grad():
+        torch.testing.assert_close(again(clip).cam2world, model(clip).cam2world)
+
+
+@pytest.mark.parametrize("bad", [{"flow_radius": 0}, {"flow_levels": 0}, {"camera_pose": "flow"}])
+def test_bad_correspondence_settings_are_rejected(bad):
+    from mem4d.config import HeadsConfig
+
+    with pytest.raises(ValueError):
+        HeadsConfig(**bad)
