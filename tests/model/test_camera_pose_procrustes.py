@@ -129,7 +129,7 @@ def test_init_from_a_model_with_a_world_head(tmp_path):
     recipe = Recipe.from_dict({"model": {"init_from": str(tmp_path / "base"),
                                          "overrides": {"heads": {"camera_pose": "procrustes"}}}})
     model = build_model(recipe)
-    assert model.init_report == {"fresh": ["correspondence"], "dropped": ["head_world"]}
+    assert model.init_report == {"fresh": ["correspondence", "motion_head.evidence"], "dropped": ["head_world"]}
     loaded = Mem4D.from_pretrained(tmp_path / "base").state_dict()
     own = model.state_dict()
     assert all(torch.equal(v, own[k]) for k, v in loaded.items() if not k.startswith("head_world."))
@@ -150,3 +150,35 @@ def test_bad_correspondence_settings_are_rejected(bad):
 
     with pytest.raises(ValueError):
         HeadsConfig(**bad)
+
+
+def test_motion_evidence_marks_a_moving_object():
+    """Exact geometry: cells on a moving object disagree with the camera's rigid motion, static ones do not."""
+    from mem4d.model.procrustes_pose import motion_evidence
+
+    s = make_scene(5, 2, image_size=(96, 128), dynamic=True, num_objects=3, camera_speed=2.0, object_speed=3.0)
+    t = Targets.from_samples([s])
+    flow_static, supervised, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                                 t.dynamic_mask)
+    motion = cam_a2cam_b(s.cam2world[1:2], s.cam2world[0:1])
+    # the true optical flow of moving pixels: their own motion, from the scene flow of frame 0
+    ev = motion_evidence(t.pts_cam[:, 1], t.pts_cam[:, 0], flow_static[:, 0], supervised[:, 0].float(), motion,
+                         s.intrinsics[0:1])
+    assert ev.shape == (1, 4, 24, 32)
+    static_cells = supervised[0, 0]
+    assert float(ev[0, :2].norm(dim=0)[static_cells].median()) < 0.1  # rigid flow = true flow on static cells
+    assert float(ev[0, 3][static_cells].max()) == 0.0
+
+
+def test_motion_head_starts_unchanged_by_the_evidence_branch():
+    from mem4d.model.motion_head import MotionHead
+
+    torch.manual_seed(0)
+    plain, with_evidence = MotionHead(32, 16), MotionHead(32, 16, evidence_channels=4)
+    with_evidence.load_state_dict(plain.state_dict(), strict=False)
+    tokens, tdm = torch.randn(1, 12, 32), torch.randn(1, 12, 32)
+    evidence = torch.randn(1, 4, 12, 16)
+    torch.testing.assert_close(with_evidence(tokens, tdm, (3, 4), evidence), plain(tokens, tdm, (3, 4)))
+    with torch.no_grad():
+        with_evidence.evidence[-1].bias.fill_(1.0)
+    assert (with_evidence(tokens, tdm, (3, 4), evidence) > plain(tokens, tdm, (3, 4))).all()

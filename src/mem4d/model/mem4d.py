@@ -34,7 +34,7 @@ from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
 from mem4d.model.pose_refinement import refine_pose
-from mem4d.model.procrustes_pose import procrustes_motion
+from mem4d.model.procrustes_pose import motion_evidence, procrustes_motion
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -70,7 +70,7 @@ class Mem4D(nn.Module):
         h = cfg.heads
         self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
                                if procrustes else None)
-        self.motion_head = MotionHead(D, p) if cfg.heads.motion else None
+        self.motion_head = MotionHead(D, p, evidence_channels=4 if procrustes else 0) if cfg.heads.motion else None
         self.reset_parameters()
         self.encoder.requires_grad_(enc.trainable)
 
@@ -146,7 +146,8 @@ class Mem4D(nn.Module):
             pts_world, conf_world = self.head_world(dpt_in, grid)
         dyn = None
         if self.motion_head is not None:
-            dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid)
+            dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid,
+                                   None if match is None else match[3])
         flow = {} if match is None else {"flow": match[1], "flow_weight": match[2]}
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
@@ -161,16 +162,17 @@ class Mem4D(nn.Module):
         """Replaces the camera head's pose by the chained Procrustes motion (frame 0 keeps the identity).
 
         Returns (camera dict, (matching features (B, C, H/4, W/4), flow (B, H/4, W/4, 2),
-        weight (B, H/4, W/4))).
+        weight (B, H/4, W/4), the fit's motion evidence (B, 4, H/4, W/4) or None at frame 0)).
         """
         feats = self.correspondence.features(frame)
         if state.frame_index == 0:
             B, _, h4, w4 = feats.shape
-            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4))
+            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
         motion = procrustes_motion(pts_cam, state.prev_pts_cam, flow, weight)  # camera t -> camera t-1
-        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight)
+        evidence = motion_evidence(pts_cam, state.prev_pts_cam, flow, weight, motion, cam["intrinsics"])
+        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)
 
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
                     grid: tuple[int, int], readout: tuple | None, match_feats: Tensor | None = None) -> StreamState:

@@ -22,7 +22,7 @@ from mem4d.geometry.rigid_fit import rigid_fit
 from mem4d.geometry.se3 import se3_from_rt
 from mem4d.model.correspondence import STRIDE
 
-__all__ = ["cell_centres", "procrustes_motion"]
+__all__ = ["cell_centres", "motion_evidence", "procrustes_motion"]
 
 ROBUST_ITERS = 3  # measured on exact ground truth (tests): the plain fit's translation was off by 18 %, this one by < 1 %
 ROBUST_REL = 0.02
@@ -78,3 +78,33 @@ def procrustes_motion(pts_cam: Tensor, prev_pts_cam: Tensor, flow: Tensor, weigh
             cauchy = 1 / (1 + (r / (robust_rel * p[..., 2].abs().clamp_min(1e-6))) ** 2)
         R, t = rigid_fit(p, q, w * cauchy)
     return se3_from_rt(R, t)
+
+
+@torch.no_grad()
+def motion_evidence(pts_cam: Tensor, prev_pts_cam: Tensor, flow: Tensor, weight: Tensor, motion: Tensor,
+                    intrinsics: Tensor) -> Tensor:
+    """What the fit says about independent motion, per cell (detached: the motion head reads it,
+    the pose is not pushed to make movers stand out).
+
+    Channels: the flow's residual to the camera's rigid flow (dx, dy; pixels of a 128-pixel-wide
+    image), the 3D residual ``|X_{t-1} - motion . X_t|`` over depth, and 1 - the fit weight.
+
+    Args:
+        pts_cam, prev_pts_cam, flow, weight: as for `procrustes_motion`.
+        motion: (B, 4, 4) its result; intrinsics: (B, 3, 3) of frame t-1 (pixels).
+    Returns:
+        (B, 4, H/4, W/4).
+    """
+    B, h4, w4 = flow.shape[:3]
+    W = pts_cam.shape[2]
+    centres = cell_centres(h4, w4, flow.device).expand(B, h4, w4, 2)
+    p = _sample(pts_cam, centres)
+    moved = p @ motion[:, None, :3, :3].transpose(-1, -2) + motion[:, None, None, :3, 3]  # in camera t-1
+    K = intrinsics.float()[:, None, None]
+    z = moved[..., 2].clamp_min(1e-6)
+    rigid = torch.stack([K[..., 0, 0] * moved[..., 0] / z + K[..., 0, 2], K[..., 1, 1] * moved[..., 1] / z + K[..., 1, 2]], -1)
+    residual = (centres + flow.float() - rigid) * (128.0 / W)
+    q = _sample(prev_pts_cam, centres + flow.float())
+    residual_3d = (q - moved).norm(dim=-1) / p[..., 2].abs().clamp_min(1e-6)
+    out = torch.cat([residual.clamp(-32, 32), residual_3d.clamp(max=4.0)[..., None], 1 - weight.float()[..., None]], -1)
+    return out.permute(0, 3, 1, 2)

@@ -68,8 +68,19 @@ def _load_fitting(model, weights: dict, source: str, overrides: dict) -> None:
         raise ValueError(f"model.overrides {overrides} change the shapes of {source}'s weights ({wrong[:3]}...); "
                          "fine-tuning keeps the shapes of the weights it starts from")
     result = model.load_state_dict(weights, strict=False)
-    modules = lambda keys: sorted({k.split(".")[0] for k in keys})  # noqa: E731
-    model.init_report = {"fresh": modules(result.missing_keys), "dropped": modules(result.unexpected_keys)}
+    model.init_report = {"fresh": _modules(result.missing_keys, own), "dropped": _modules(result.unexpected_keys, weights)}
+
+
+def _modules(keys: list[str], every: dict) -> list[str]:
+    """The module names that cover ``keys``: a top-level module when all its tensors are in
+    ``keys``, else its sub-modules one level down (e.g. ``motion_head.evidence``)."""
+    keys = set(keys)
+    out = set()
+    for k in keys:
+        top = k.split(".")[0]
+        whole = all(j in keys for j in every if j.split(".")[0] == top)
+        out.add(top if whole else ".".join(k.split(".")[:2]))
+    return sorted(out)
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
