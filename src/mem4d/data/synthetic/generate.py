@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Any
 
@@ -13,13 +14,15 @@ from torch import Tensor
 
 from mem4d.data.sample import Sample
 
+from .appearance import Appearance, real_fov_deg, resolve_appearance, restyle_layout
 from .camera_paths import PATH_KINDS
 from .render import Renderer
 from .scene import ENVIRONMENTS, SceneLayout, sample_layout
 
 GENERATOR_VERSION = 1
 MAX_OBJECTS = 4
-_STREAMS = ("knobs", "env", "camera", "furniture", "objects", "noise")
+# appended streams never change the earlier ones (SeedSequence children are numbered)
+_STREAMS = ("knobs", "env", "camera", "furniture", "objects", "noise", "appearance", "camera_effects")
 
 
 def _rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -74,6 +77,7 @@ def make_scene(
     tile: int = 16,
     num_threads: int | None = 1,
     validate: bool = False,
+    appearance: str | dict | Appearance | None = None,
     **knobs: Any,
 ) -> Sample:
     """Generates and renders a synthetic dynamic scene; the same arguments give the same scene.
@@ -90,6 +94,11 @@ def make_scene(
             is the fastest: the tensors are small, and on a busy machine extra threads wait on
             each other. Generate scenes in parallel processes instead. None: leave as is.
         validate: run `Sample.validate()` on the result (the tests do; it costs ~3 ms a frame).
+        appearance: None (the default look) or "realistic": photo and natural-statistics
+            textures, lighting, real cameras' fields of view and real room sizes, and camera
+            effects (motion blur, exposure, vignetting, sensor noise, white balance, JPEG); a
+            mapping such as {"jpeg": False} switches parts of it off. See `appearance`. The
+            ground truth stays exact; the seed still determines the clip.
         **knobs: the scene knobs of `build_layout`:
         camera_path: "handheld", "orbit", "forward", "rotation", "loop" or None (random).
         camera_speed: scale of the camera motion per frame (1.0 ≈ 3.5 cm and 1.2° per frame).
@@ -110,12 +119,21 @@ def make_scene(
     if not (noise >= 0 and blur >= 0):
         raise ValueError(f"noise and blur must be >= 0, got noise={noise}, blur={blur}")
     H, W = _check_size(image_size)
-    layout, meta = build_layout(seed, num_frames, (H, W), dynamic, **knobs)
+    look = resolve_appearance(appearance)
+    layout, meta = build_layout(seed, num_frames, (H, W), dynamic, appearance=look, **knobs)
     with torch_threads(num_threads):
         out = Renderer(layout, (H, W), tile=tile).render()
         images = out["images"]
         if blur > 0:
             images = _gaussian_blur(images, float(blur))
+        if look is not None and look.camera_effects:
+            from .camera_effects import apply_camera_effects, draw_camera_effects
+
+            effects = draw_camera_effects(_rngs(int(seed))["camera_effects"], int(num_frames), look)
+            images = apply_camera_effects(
+                images, effects, out["depth"], out["valid"], out["intrinsics"], out["cam2world"], out["scene_flow"]
+            )
+            meta["appearance"]["camera"] = effects.summary()
         if noise > 0:
             gen = torch.Generator().manual_seed(int(_rngs(int(seed))["noise"].integers(2**62)))
             images = images + float(noise) * torch.randn(images.shape, generator=gen)
@@ -152,8 +170,13 @@ def build_layout(
     object_speed: float = 1.0,
     num_walkers: int | None = None,
     loop_frames: int | None = None,
+    appearance: Appearance | None = None,
 ) -> tuple[SceneLayout, dict]:
-    """The scene of `make_scene` before rendering: its `SceneLayout` and the `meta` dict."""
+    """The scene of `make_scene` before rendering: its `SceneLayout` and the `meta` dict.
+
+    `appearance` (resolved, see `resolve_appearance`) applies its scene parts: real fields of
+    view and scene sizes, textures and lighting.
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
@@ -189,7 +212,10 @@ def build_layout(
 
     environment = environment or env_draw
     camera_path = camera_path or path_draw
-    fov = float(fov_deg) if fov_deg is not None else fov_draw
+    real_scale = appearance is not None and appearance.real_scale
+    look_rng = rngs["appearance"]
+    real_fov = real_fov_deg(look_rng, (H, W)) if appearance is not None else None  # drawn even if unused
+    fov = float(fov_deg) if fov_deg is not None else (real_fov if real_scale else fov_draw)
     n_obj = 0 if not dynamic else (int(num_objects) if num_objects is not None else obj_draw)
     if num_furniture is None:
         lo, hi = (3, 7) if environment == "room" else (4, 9)
@@ -211,7 +237,9 @@ def build_layout(
         object_speed=float(object_speed),
         num_walkers=num_walkers,
         loop_frames=None if loop_frames is None else int(loop_frames),
+        scale="real" if real_scale else "default",
     )
+    look_info = restyle_layout(layout, look_rng, appearance) if appearance is not None else None
     meta = {
         "dataset": "synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -235,6 +263,8 @@ def build_layout(
         "scene": {k: v for k, v in layout.info.items() if k != "camera"},
         "camera": layout.info["camera"],
     }
+    if appearance is not None:
+        meta["appearance"] = {"parts": dataclasses.asdict(appearance), **look_info}
     return layout, meta
 
 

@@ -14,7 +14,8 @@ Pipeline for a chunk of frames (all tensor ops, no loop over pixels or primitive
    with amin on depth, then on primitive index among the equal-depth candidates).
 4. Shading per pixel: local hit point -> normal, surface texture coordinates (texture travels
    with the surface), mip-mapped texture lookup, Lambertian light (point light or sun) with a
-   hemispheric ambient term; rays that hit nothing see the sky.
+   hemispheric ambient term, plus a directional fill light when the layout has one (the
+   realistic appearance's window); rays that hit nothing see the sky.
 5. Ground truth: z-depth, valid mask (hit within `max_depth`), instance ids, and scene flow
    `(P_{t+1} - P_t) p` for the local hit point p of a moving part with local2world poses P
    (= the world displacement of that surface point from t to t+1).
@@ -124,10 +125,16 @@ class Renderer:
         self.sky = [float(v) for v in np.concatenate(layout.sky)] if layout.sky is not None else [0.0] * 6
 
         # --- packed tables: one row gather per pixel, then one column per quantity
-        # per (frame, primitive): camera->local rotation (9), camera centre (3), light (3), up (3)
-        self.frame_table = torch.from_numpy(
-            np.concatenate([M.reshape(T, N, 9), o, light_local, up_local], -1).reshape(T * N, 18).astype(np.float32)
-        )
+        # per (frame, primitive): camera->local rotation (9), camera centre (3), light (3), up (3),
+        # and the fill light's direction (3) when the layout has one
+        frame_columns = [M.reshape(T, N, 9), o, light_local, up_local]
+        self.fill_strength = 0.0
+        if layout.fill_light is not None:
+            fill = world0[:3, :3] @ (layout.fill_light / np.linalg.norm(layout.fill_light))
+            frame_columns.append(np.einsum("tnij,j->tni", RnT, fill))
+            self.fill_strength = float(layout.fill_strength)
+        width = 9 + 3 * (len(frame_columns) - 1)
+        self.frame_table = torch.from_numpy(np.concatenate(frame_columns, -1).reshape(T * N, width).astype(np.float32))
         # per primitive: half extents (3), their reciprocals (3), normal sign (-1: room, seen from inside), kind
         sizes = np.array([p.size for p in prims], dtype=np.float64).reshape(N, 3)
         self.prim_table = torch.from_numpy(
@@ -431,6 +438,8 @@ class Renderer:
                 lambert = (nx * Fc[12] + ny * Fc[13] + nz * Fc[14]).clamp_min(0)
             hemi = 0.8 + 0.2 * (nx * Fc[15] + ny * Fc[16] + nz * Fc[17])
             shade = light.ambient * hemi + light.diffuse * lambert
+            if self.fill_strength:
+                shade = shade + self.fill_strength * (nx * Fc[18] + ny * Fc[19] + nz * Fc[20]).clamp_min(0)
             rgb = [(c * shade).clamp_(0.0, 1.0) for c in albedo]
         else:
             rgb = [torch.zeros(Tc, HW) for _ in range(3)]

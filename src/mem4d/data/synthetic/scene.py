@@ -76,6 +76,9 @@ class SceneLayout:
     furniture: list[str] = field(default_factory=list)
     max_depth: float = 80.0
     info: dict = field(default_factory=dict)
+    # a second, directional light (a window; realistic appearance only): unit vector towards it, scene frame
+    fill_light: np.ndarray | None = None
+    fill_strength: float = 0.0
 
     @property
     def num_frames(self) -> int:
@@ -145,9 +148,16 @@ class _Env:
     info: dict
 
 
-def _make_room(b: _Builder) -> _Env:
+# (width range, ceiling range) of rooms in metres; "real": the rooms people film with a phone
+ROOM_SCALES = {"default": ((5.0, 10.0), (2.6, 3.6)), "real": ((3.0, 8.0), (2.4, 3.0))}
+# (half-extent range of the yard, building height range) in metres
+COURTYARD_SCALES = {"default": ((6.0, 11.0), (4.0, 14.0)), "real": ((4.0, 16.0), (3.0, 20.0))}
+
+
+def _make_room(b: _Builder, scale: str = "default") -> _Env:
     rng = b.rng
-    X, Y, Hr = rng.uniform(5.0, 10.0), rng.uniform(5.0, 10.0), rng.uniform(2.6, 3.6)
+    (w0, w1), (h0, h1) = ROOM_SCALES[scale]
+    X, Y, Hr = rng.uniform(w0, w1), rng.uniform(w0, w1), rng.uniform(h0, h1)
     walls = [b.material("wall", (1.0, 2.5)) for _ in range(int(rng.integers(1, 4)))]
     wall_of_face = [walls[int(rng.integers(len(walls)))] for _ in range(4)]
     floor = b.material("floor", (1.0, 3.0))
@@ -169,9 +179,10 @@ def _make_room(b: _Builder) -> _Env:
     return _Env("room", lo, hi, cam_lo, cam_hi, light, sky, {"room_size": [float(X), float(Y), float(Hr)]})
 
 
-def _make_courtyard(b: _Builder) -> _Env:
+def _make_courtyard(b: _Builder, scale: str = "default") -> _Env:
     rng = b.rng
-    A, B = rng.uniform(6.0, 11.0), rng.uniform(6.0, 11.0)
+    (a0, a1), (h0, h1) = COURTYARD_SCALES[scale]
+    A, B = rng.uniform(a0, a1), rng.uniform(a0, a1)
     ground = b.material("ground", (2.0, 5.0))
     b.add(BOX, [60.0, 60.0, 0.5], _placed(0.0, 0.0, -0.5), ground, name="ground")
     facades = [b.material("facade", (2.0, 5.0)) for _ in range(int(rng.integers(2, 5)))]
@@ -186,7 +197,7 @@ def _make_courtyard(b: _Builder) -> _Env:
             a0, a1 = cuts[k], cuts[k + 1]
             if a1 - a0 < 1.5:
                 continue
-            depth, height = rng.uniform(3.0, 8.0), rng.uniform(4.0, 14.0)
+            depth, height = rng.uniform(3.0, 8.0), rng.uniform(h0, h1)
             along, across = (a0 + a1) / 2, dist + depth / 2
             x, y = (along, across) if side % 2 == 0 else (across, along)
             sign = 1.0 if side < 2 else -1.0
@@ -578,12 +589,19 @@ def sample_layout(
     object_speed: float,
     num_walkers: int,
     loop_frames: int | None = None,
+    scale: str = "default",
 ) -> SceneLayout:
-    """Samples a full scene layout; `rngs` holds one independent generator per part of the scene."""
+    """Samples a full scene layout; `rngs` holds one independent generator per part of the scene.
+
+    scale: "default" or "real" (room and courtyard sizes of real places, see ROOM_SCALES); both
+    draw the same random numbers, so the rest of the scene is drawn alike.
+    """
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}; expected one of {ENVIRONMENTS} or None")
+    if scale not in ROOM_SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(ROOM_SCALES)}")
     b = _Builder(rngs["env"], T)
-    env = _make_room(b) if environment == "room" else _make_courtyard(b)
+    env = _make_room(b, scale) if environment == "room" else _make_courtyard(b, scale)
     cam = make_camera_path(
         rngs["camera"], camera_path, T, camera_speed, env.cam_lo, env.cam_hi, env.bounds_lo, env.bounds_hi,
         loop_frames=loop_frames,

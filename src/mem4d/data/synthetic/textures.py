@@ -9,6 +9,11 @@ gain, offset) into its own `TextureAtlas`, so scene setup costs a few millisecon
 Kinds: multi-octave value noise, checker, brick, stripes, tiles, planks, dots (all with colour
 variation and a noise layer, so correlation matching works on them) and "plain" (low texture:
 a flat colour with faint noise, the hard case for matching).
+
+Entries from `BANK_SIZE` on serve the realistic appearance only (see `appearance`): textures with
+natural-image statistics (`natural_textures`: dead leaves, 1/f noise) and crops of sample
+photographs (`photos`). Default scenes never use them, and the bank table grows to hold them
+only when one is first used.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .natural_textures import NATURAL_KINDS, natural_texture
+from .photos import CROPS_PER_PHOTO, PHOTO_SOURCES, photo_texture
+
 BANK_SEED = 0x6D656D34  # "mem4"
 TEXTURE_SIZE = 256
 MIN_LEVEL_SIZE = 4
 KINDS = ("noise", "checker", "brick", "stripes", "tiles", "planks", "dots", "plain")
 BANK_SIZE = 8 * len(KINDS)  # index i has kind KINDS[i % len(KINDS)]
+# realistic entries: NATURAL_PER_KIND of each natural kind (interleaved), then every photo crop
+NATURAL_PER_KIND = 8
+NATURAL_START = BANK_SIZE
+PHOTO_START = NATURAL_START + NATURAL_PER_KIND * len(NATURAL_KINDS)
+TOTAL_BANK_SIZE = PHOTO_START + len(PHOTO_SOURCES) * CROPS_PER_PHOTO
 
 # which kinds suit which surface role (all but "plain" are well textured)
 ROLE_KINDS = {
@@ -173,11 +186,23 @@ LEVEL_STARTS = tuple(int(v) for v in np.cumsum([0] + [s * s for s in LEVEL_SIZES
 ENTRY_TEXELS = sum(s * s for s in LEVEL_SIZES)
 
 
+def _texture_image(index: int) -> np.ndarray:
+    """Bank texture `index` (procedural, natural or photo) as (TEXTURE_SIZE, TEXTURE_SIZE, 3) float32."""
+    if index < BANK_SIZE:
+        return _make_texture(index)
+    rng = np.random.default_rng([BANK_SEED, index])
+    if index < PHOTO_START:
+        return natural_texture(NATURAL_KINDS[(index - NATURAL_START) % len(NATURAL_KINDS)], rng, TEXTURE_SIZE)
+    source, crop = divmod(index - PHOTO_START, CROPS_PER_PHOTO)
+    photo = photo_texture(source, crop, TEXTURE_SIZE)
+    return photo if photo is not None else natural_texture("dead_leaves", rng, TEXTURE_SIZE)  # package missing
+
+
 def bank_pyramid(index: int) -> np.ndarray:
     """Mip pyramid of bank texture `index`: (ENTRY_TEXELS, 3) uint8, levels of LEVEL_SIZES concatenated."""
-    if not 0 <= index < BANK_SIZE:
-        raise ValueError(f"texture index {index} outside the bank (0..{BANK_SIZE - 1})")
-    level = _make_texture(index)
+    if not 0 <= index < TOTAL_BANK_SIZE:
+        raise ValueError(f"texture index {index} outside the bank (0..{TOTAL_BANK_SIZE - 1})")
+    level = _texture_image(index)
     levels = []
     for size in LEVEL_SIZES:
         if level.shape[0] != size:
@@ -191,14 +216,18 @@ class _Bank:
 
     def __init__(self) -> None:
         self.texels = torch.zeros(BANK_SIZE * ENTRY_TEXELS, dtype=torch.int32)
-        self.ready = [False] * BANK_SIZE
+        self.ready = [False] * TOTAL_BANK_SIZE
         self.level_starts = torch.tensor(LEVEL_STARTS, dtype=torch.int32)
         self.top_size = torch.tensor(TEXTURE_SIZE, dtype=torch.int32)
-        if BANK_SIZE * ENTRY_TEXELS >= 2**31:
+        if TOTAL_BANK_SIZE * ENTRY_TEXELS >= 2**31:
             raise AssertionError("texel offsets must fit in int32")
 
     def ensure(self, index: int) -> None:
         if not self.ready[index]:
+            if (index + 1) * ENTRY_TEXELS > self.texels.numel():  # first realistic entry: room for all of them
+                grown = torch.zeros(TOTAL_BANK_SIZE * ENTRY_TEXELS, dtype=torch.int32)
+                grown[: self.texels.numel()] = self.texels
+                self.texels = grown
             rgb = bank_pyramid(index).astype(np.int32)
             packed = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16)
             start = index * ENTRY_TEXELS
@@ -217,7 +246,12 @@ def bank() -> _Bank:
 
 
 def bank_kind(index: int) -> str:
-    return KINDS[index % len(KINDS)]
+    """The kind of bank entry `index`: a procedural kind, a natural kind or "photo:<name>"."""
+    if index < BANK_SIZE:
+        return KINDS[index % len(KINDS)]
+    if index < PHOTO_START:
+        return NATURAL_KINDS[(index - NATURAL_START) % len(NATURAL_KINDS)]
+    return "photo:" + PHOTO_SOURCES[(index - PHOTO_START) // CROPS_PER_PHOTO].name
 
 
 def pick_bank_index(rng: np.random.Generator, role: str) -> int:
@@ -235,6 +269,7 @@ class Material:
     grey: float
     offset: np.ndarray  # (3,)
     period: float
+    role: str = ""  # the surface role it was drawn for (see ROLE_KINDS)
 
     @property
     def kind(self) -> str:
@@ -246,7 +281,7 @@ def random_material(rng: np.random.Generator, role: str, period: tuple[float, fl
     gain = rng.uniform(0.75, 1.2, size=3)
     grey = rng.uniform(0.0, 0.6) if rng.random() < 0.4 else 0.0
     offset = rng.uniform(-0.06, 0.06, size=3)
-    return Material(index, gain * (1 - grey), grey, offset, float(rng.uniform(*period)))
+    return Material(index, gain * (1 - grey), grey, offset, float(rng.uniform(*period)), role)
 
 
 def _unpack(word: Tensor) -> tuple[Tensor, Tensor, Tensor]:
