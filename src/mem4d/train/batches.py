@@ -1,12 +1,13 @@
 """Deterministic training batches: the clip of step s depends only on (seed, step, rank), so a
-resumed run sees exactly the data an uninterrupted run would have seen."""
+resumed run sees exactly the data an uninterrupted run would have seen (its size and length too,
+with mixed sizes: `SyntheticBatches.clip_shape`)."""
 
 from __future__ import annotations
 
 import torch
 
 from mem4d.data.sample import Sample
-from mem4d.train.recipe import DataRecipe
+from mem4d.train.recipe import DataRecipe, parse_aspect
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation scenes never overlap training scenes
 
@@ -23,11 +24,15 @@ def _mix(*values: int) -> int:
 class SyntheticBatches:
     """Clips of `mem4d.data.synthetic` scenes generated on the fly.
 
-    `batch(step)` returns `batch_size` Samples of equal length T (drawn per step in
-    [num_frames, max_frames] for stage-2 recipes) and size `image_size`.
+    `batch(step)` returns `batch_size` Samples of one shape (T, H, W) (`clip_shape`): T drawn per
+    step in [num_frames, max_frames] for stage-2 recipes and size `image_size`, or with
+    `data.sizes` a size drawn per step (and rank) and, with its token budget, T following the size.
     """
 
     def __init__(self, recipe: DataRecipe, batch_size: int, rank: int = 0):
+        from mem4d.data.synthetic.appearance import resolve_appearance
+
+        resolve_appearance(recipe.appearance)  # a bad data.appearance fails here, not at the first step
         self.recipe = recipe
         self.batch_size = batch_size
         self.rank = rank
@@ -38,6 +43,30 @@ class SyntheticBatches:
             return r.num_frames
         g = torch.Generator().manual_seed(_mix(r.seed, step, 17))
         return int(torch.randint(r.num_frames, r.max_frames + 1, (1,), generator=g))
+
+    def image_size(self, step: int) -> tuple[int, int]:
+        """(H, W) of step `step`'s clips: `data.image_size`, or a draw from `data.sizes`."""
+        r, sizes = self.recipe, self.recipe.sizes
+        if sizes.long_side is None:
+            return int(r.image_size[0]), int(r.image_size[1])
+        m = sizes.multiple
+        g = torch.Generator().manual_seed(_mix(r.seed, step, self.rank, 41))
+        lo, hi = sizes.long_side
+        long = lo + m * int(torch.randint((hi - lo) // m + 1, (1,), generator=g))
+        w, h = parse_aspect(sizes.aspects[int(torch.randint(len(sizes.aspects), (1,), generator=g))])
+        short = min(long, max(2 * m, m * round(long * min(w, h) / max(w, h) / m)))
+        return (short, long) if w >= h else (long, short)
+
+    def clip_shape(self, step: int) -> tuple[int, int, int]:
+        """(T, H, W) of step `step`'s clips; with `data.sizes.token_budget`, T = budget // tokens
+        clamped to [min_frames, max_frames or num_frames]."""
+        r, sizes = self.recipe, self.recipe.sizes
+        H, W = self.image_size(step)
+        if sizes.long_side is None or sizes.token_budget is None:
+            return self.num_frames(step), H, W
+        tokens = (H // sizes.multiple) * (W // sizes.multiple)
+        cap = max(r.num_frames, r.max_frames or 0)
+        return max(sizes.min_frames, min(cap, int(sizes.token_budget) // tokens)), H, W
 
     def scene_seed(self, step: int, index: int) -> int:
         r = self.recipe
@@ -57,11 +86,12 @@ class SyntheticBatches:
     def batch(self, step: int) -> list[Sample]:
         from mem4d.data.synthetic import make_scene
 
-        T = self.num_frames(step)
+        T, H, W = self.clip_shape(step)
         return [
             make_scene(
-                self.scene_seed(step, i), T, image_size=tuple(self.recipe.image_size), dynamic=self.recipe.dynamic,
+                self.scene_seed(step, i), T, image_size=(H, W), dynamic=self.recipe.dynamic,
                 camera_speed=self.camera_speed(step, i), loop_frames=self.recipe.loop_frames,
+                appearance=self.recipe.appearance,
             )
             for i in range(self.batch_size)
         ]
@@ -87,6 +117,9 @@ class MixtureBatches:
 
         if not recipe.datasets:
             raise ValueError("data.source=mixture needs data.datasets: a list of {reader, root, weight}")
+        if recipe.sizes.long_side is not None or recipe.appearance is not None:
+            raise ValueError("data.sizes and data.appearance apply to data.source=synthetic only; "
+                             "remove them from a mixture recipe")
         self.recipe, self.batch_size, self.rank = recipe, batch_size, rank
         self.sources, self.weights = [], []
         for entry in recipe.datasets:

@@ -21,6 +21,63 @@ class ModelRecipe:
 
 
 @dataclass
+class SizeRecipe:
+    """Mixed training sizes and aspect ratios (synthetic data; off while `long_side` is None).
+
+    Each step draws one (H, W) for all clips of its batch from (data.seed, step, rank): the long
+    side uniformly among the multiples of `multiple` in `long_side`, the aspect (width:height)
+    uniformly from `aspects`, the short side rounded to a multiple (at least two). With a
+    `token_budget` the clip length follows the size, frames = budget // tokens with
+    tokens = (H / multiple) (W / multiple), clamped to [min_frames, data.max_frames or
+    data.num_frames], so a large clip is short and a step costs about the same at every size.
+    """
+
+    long_side: tuple[int, int] | None = None  # [min, max] pixels, multiples of `multiple`
+    aspects: tuple[str, ...] = ("4:3", "16:9", "1:1", "3:4", "9:16")  # width:height (quote them in YAML)
+    token_budget: int | None = None  # frames x tokens of a clip (None: clip lengths as without sizes)
+    min_frames: int = 2
+    multiple: int = 16  # the model's patch size
+
+    def __post_init__(self) -> None:
+        m = self.multiple
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"data.sizes.multiple must be a positive integer, got {m!r}")
+        if self.long_side is not None:
+            try:
+                lo, hi = (int(v) for v in self.long_side)
+            except (TypeError, ValueError):
+                raise ValueError(f"data.sizes.long_side must be [min, max] pixels, got {self.long_side!r}") from None
+            if lo % m or hi % m or not 2 * m <= lo <= hi:
+                raise ValueError(f"data.sizes.long_side {[lo, hi]}: both must be multiples of {m}, "
+                                 f"with {2 * m} <= min <= max")
+            self.long_side = (lo, hi)
+        self.aspects = tuple(self.aspects)
+        if not self.aspects:
+            raise ValueError("data.sizes.aspects must list at least one width:height ratio, e.g. ['4:3', '9:16']")
+        for aspect in self.aspects:
+            parse_aspect(aspect)
+        if self.token_budget is not None and (isinstance(self.token_budget, bool) or int(self.token_budget) < 1):
+            raise ValueError(f"data.sizes.token_budget must be a positive integer or null, got {self.token_budget!r}")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
+            raise ValueError(f"data.sizes.min_frames must be a positive integer, got {self.min_frames!r}")
+
+
+def parse_aspect(aspect: Any) -> tuple[float, float]:
+    """An aspect ratio 'width:height' as numbers: '16:9' -> (16.0, 9.0)."""
+    if not isinstance(aspect, str):
+        raise ValueError(f"data.sizes.aspects: {aspect!r} is not a 'width:height' string "
+                         f"(quote aspects in YAML: '4:3', else YAML reads 4:3 as the number 243)")
+    parts = aspect.split(":")
+    try:
+        w, h = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"data.sizes.aspects: {aspect!r} is not 'width:height', e.g. '16:9'") from None
+    if not (w > 0 and h > 0):
+        raise ValueError(f"data.sizes.aspects: {aspect!r} needs a positive width and height")
+    return w, h
+
+
+@dataclass
 class DataRecipe:
     source: str = "synthetic"  # synthetic | mixture (see mem4d.data.clips)
     image_size: tuple[int, int] = (64, 64)  # (H, W)
@@ -38,6 +95,11 @@ class DataRecipe:
     datasets: list[dict[str, Any]] = field(default_factory=list)  # for source=mixture
     val_scenes: int = 4
     val_frames: int = 8
+    # the look of synthetic training clips (mem4d.data.synthetic.appearance): None (default),
+    # "realistic", or a mapping of its parts to true/false; validation scenes keep the default look
+    appearance: Any = None
+    # mixed sizes and aspect ratios, one per step (synthetic; off by default); validation stays at image_size
+    sizes: SizeRecipe = field(default_factory=SizeRecipe)
 
 
 @dataclass
