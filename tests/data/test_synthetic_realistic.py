@@ -286,3 +286,17 @@ def test_camera_effects_one_by_one():
     assert torch.equal(q * 255, (q * 255).round()) and (q - textured).abs().max() <= 0.5 / 255 + 1e-6
     j = jpeg_round_trip(textured, 60)
     assert (j - textured).abs().mean() > 0.02 and torch.equal(j * 255, (j * 255).round())
+
+
+def test_synthetic_realistic_benchmark_is_synthetic_dynamic_with_the_realistic_look():
+    from mem4d.eval.benchmarks import get_benchmark
+
+    real, dyn = get_benchmark("synthetic-realistic"), get_benchmark("synthetic-dynamic")
+    assert len(real.sequences()) == 24 and real.tasks == dyn.tasks and real.num_frames == dyn.num_frames == 48
+    assert [s.camera_path for s in real.specs] == [s.camera_path for s in dyn.specs]
+    assert {s.seed for s in real.specs}.isdisjoint(s.seed for s in dyn.specs)
+    s = real.load(real.sequences()[0], max_frames=3, size=64)
+    assert s.images.shape == (3, 3, 48, 64) and s.meta["appearance"]["parts"]["jpeg"] is True
+    assert real.settings()["synthetic"]["appearance"] == "realistic"
+    d = dyn.load(dyn.sequences()[0], max_frames=3, size=64)
+    assert "appearance" not in d.meta and "appearance" not in dyn.settings()["synthetic"]

@@ -3,20 +3,21 @@
 A :class:`Benchmark` names a set of sequences with ground truth and the protocol they are
 scored under (PROTOCOLS.md section 1, MonST3R/CUT3R conventions):
 
-=================  =======================  ==========================================  ========
-name               tasks                    sequences / frames                           input
-=================  =======================  ==========================================  ========
-sintel             depth                    all ``training/final`` sequences, all frames resize
-bonn               depth                    5 sequences, ``rgb_110`` = frames 30-139     resize
-kitti              depth                    ``val_selection_cropped`` drives, first 110  resize
-sintel-pose        pose                     14 sequences, all frames                     crop
-tum-dynamics       pose                     8 fr3 sit/walk sequences, stride 3, first 90 crop
-7scenes            recon                    test split, every 200th frame                crop
-nrgbd              recon                    all scenes, stride ``min(500, N // 2)``      crop
-7scenes-sample     depth, pose, recon       shared 60-frame redkitchen excerpt, stride 5 crop
-synthetic-dynamic  depth, pose              24 seeded scenes x 48 frames, 1-4 movers     render
-synthetic-static   depth, pose, recon       24 seeded scenes x 48 frames, no movers      render
-=================  =======================  ==========================================  ========
+===================  =======================  ==========================================  ========
+name                 tasks                    sequences / frames                           input
+===================  =======================  ==========================================  ========
+sintel               depth                    all ``training/final`` sequences, all frames resize
+bonn                 depth                    5 sequences, ``rgb_110`` = frames 30-139     resize
+kitti                depth                    ``val_selection_cropped`` drives, first 110  resize
+sintel-pose          pose                     14 sequences, all frames                     crop
+tum-dynamics         pose                     8 fr3 sit/walk sequences, stride 3, first 90 crop
+7scenes              recon                    test split, every 200th frame                crop
+nrgbd                recon                    all scenes, stride ``min(500, N // 2)``      crop
+7scenes-sample       depth, pose, recon       shared 60-frame redkitchen excerpt, stride 5 crop
+synthetic-dynamic    depth, pose              24 seeded scenes x 48 frames, 1-4 movers     render
+synthetic-static     depth, pose, recon       24 seeded scenes x 48 frames, no movers      render
+synthetic-realistic  depth, pose              as synthetic-dynamic, realistic look         render
+===================  =======================  ==========================================  ========
 
 Input sizes: ``resize`` (video depth) scales the frame so its long side is ``size`` and the
 short side the nearest multiple of 16 (the aspect ratio changes by less than a 16-pixel
@@ -461,12 +462,14 @@ def _synthetic_specs(seed0: int, count: int, dynamic: bool) -> tuple[SyntheticSp
 
 
 @functools.lru_cache(maxsize=4)
-def _render(spec: SyntheticSpec, num_frames: int, image_size: tuple[int, int], dynamic: bool) -> Sample:
+def _render(
+    spec: SyntheticSpec, num_frames: int, image_size: tuple[int, int], dynamic: bool, appearance: str | None = None
+) -> Sample:
     from mem4d.data.synthetic import make_scene
 
     return make_scene(
         spec.seed, num_frames, image_size=image_size, dynamic=dynamic, camera_path=spec.camera_path,
-        num_objects=spec.num_objects if dynamic else None, environment=spec.environment,
+        num_objects=spec.num_objects if dynamic else None, environment=spec.environment, appearance=appearance,
     )
 
 
@@ -484,12 +487,14 @@ class SyntheticBenchmark(Benchmark):
         num_frames: frames per scene.
         aspect: (height, width) ratio of the rendered frames.
         dynamic: moving objects or not.
+        appearance: the look of the scenes (`make_scene`'s ``appearance``; None: the default).
     """
 
     specs: tuple[SyntheticSpec, ...] = ()
     num_frames: int = 48
     aspect: tuple[int, int] = (3, 4)
     dynamic: bool = True
+    appearance: str | None = None
 
     def render_size(self, size: int | None = None) -> tuple[int, int]:
         """Rendered ``(H, W)`` for an input long side ``size`` (default: ``default_size``)."""
@@ -519,7 +524,7 @@ class SyntheticBenchmark(Benchmark):
 
         spec = self.spec(sequence)
         T = len(_cut(list(range(self.num_frames)), max_frames))
-        sample = _render(spec, T, self.render_size(size), self.dynamic)
+        sample = _render(spec, T, self.render_size(size), self.dynamic, self.appearance)
         meta = {**sample.meta, "frame_ids": [str(i) for i in range(T)], "sequence": sequence}
         return replace(sample, meta=meta)
 
@@ -534,6 +539,8 @@ class SyntheticBenchmark(Benchmark):
             "dynamic": self.dynamic,
             "specs": [vars(s) for s in self.specs],
         }
+        if self.appearance is not None:
+            out["synthetic"]["appearance"] = self.appearance
         return out
 
 
@@ -650,5 +657,12 @@ register_benchmark(SyntheticBenchmark(
     description="24 seeded synthetic scenes x 48 frames, no moving objects, mixed camera paths (no data needed)",
     input_mode="resize", default_size=256, depth_protocol=DEPTH_PROTOCOLS["synthetic"],
     specs=_synthetic_specs(2000, 24, dynamic=False), dynamic=False,
+))
+register_benchmark(SyntheticBenchmark(
+    name="synthetic-realistic", tasks=("depth", "pose"), display="Synthetic realistic",
+    description="24 seeded synthetic scenes x 48 frames, 1-4 moving objects, the realistic appearance (photo "
+    "textures, lighting, real cameras and rooms, motion blur, noise, JPEG; no data needed)",
+    input_mode="resize", default_size=256, depth_protocol=DEPTH_PROTOCOLS["synthetic"],
+    specs=_synthetic_specs(3000, 24, dynamic=True), dynamic=True, appearance="realistic",
 ))
 
