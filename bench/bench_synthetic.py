@@ -2,10 +2,13 @@
 
 Measures frames per second of complete clips (scene sampling + rendering + ground truth, i.e.
 what on-the-fly training data costs) at 128x96 and 256x192, median over a few scenes, and the
-render-only rate. The texture bank is warmed up first (a one-off cost per process, reported).
+render-only rate, for the default look and the realistic appearance (`appearance="realistic"`:
+its clip rate includes the camera effects, its render-only rate does not). The texture bank,
+photo textures included, is warmed up first (a one-off cost per process, reported).
 
     .venv/bin/python bench/bench_synthetic.py                 # defaults: 6 scenes x 32 frames
     .venv/bin/python bench/bench_synthetic.py --threads 1 2 --scenes 8 --frames 48
+    .venv/bin/python bench/bench_synthetic.py --appearances realistic --sizes 96x128
 
 `torch.get_num_threads()` of the process is printed; each row states the threads it ran with.
 """
@@ -34,43 +37,58 @@ def main(argv: list[str] | None = None) -> int:
         "threads are many times slower; parallelise with processes instead)",
     )
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--appearances", nargs="+", default=["default", "realistic"],
+                        help="looks to measure: default and/or realistic")
     args = parser.parse_args(argv)
 
     from mem4d.data.synthetic import make_scene
     from mem4d.data.synthetic.generate import build_layout
     from mem4d.data.synthetic.render import Renderer
-    from mem4d.data.synthetic.textures import BANK_SIZE, bank
+    from mem4d.data.synthetic.appearance import resolve_appearance
+    from mem4d.data.synthetic.textures import BANK_SIZE, TOTAL_BANK_SIZE, bank
 
+    for look in args.appearances:
+        if look != "default":
+            resolve_appearance(look)
     t0 = time.perf_counter()
     for i in range(BANK_SIZE):
         bank().ensure(i)
     warm = time.perf_counter() - t0
     print(f"texture bank warm-up: {warm:.2f} s for {BANK_SIZE} textures (once per process)")
+    if "realistic" in args.appearances:
+        t0 = time.perf_counter()
+        for i in range(BANK_SIZE, TOTAL_BANK_SIZE):
+            bank().ensure(i)
+        warm = time.perf_counter() - t0
+        print(f"realistic textures warm-up: {warm:.2f} s for {TOTAL_BANK_SIZE - BANK_SIZE} natural and photo "
+              f"textures (once per process, the photo packages' import included)")
     print(
         f"torch {torch.__version__}, process default torch.get_num_threads() = {torch.get_num_threads()}, "
         f"{args.scenes} scenes x {args.frames} frames per size, median; {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f} (other processes slow this down)\n"
     )
-    print("| threads | size (WxH) | clip frames/s | render-only frames/s | ms/frame |")
-    print("|---|---|---|---|---|")
+    print("| appearance | threads | size (WxH) | clip frames/s | render-only frames/s | ms/frame |")
+    print("|---|---|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)  # make_scene(num_threads=...) below sets the same during rendering
         for size in args.sizes:
             H, W = (int(v) for v in size.lower().split("x"))
-            make_scene(args.seed - 1, 4, (H, W), num_threads=threads)  # warm-up
-            full, render_only = [], []
-            for k in range(args.scenes):
-                seed = args.seed + k
-                t = time.perf_counter()
-                make_scene(seed, args.frames, (H, W), num_threads=threads)
-                full.append(args.frames / (time.perf_counter() - t))
-                # render-only: the same scene, layout sampled outside the timer
-                layout, _ = build_layout(seed, args.frames, (H, W))
-                t = time.perf_counter()
-                Renderer(layout, (H, W)).render()
-                render_only.append(args.frames / (time.perf_counter() - t))
-            f, r = statistics.median(full), statistics.median(render_only)
-            print(f"| {threads} | {W}x{H} | {f:.0f} | {r:.0f} | {1000 / f:.1f} |", flush=True)
+            for look in args.appearances:
+                appearance = None if look == "default" else look
+                make_scene(args.seed - 1, 4, (H, W), num_threads=threads, appearance=appearance)  # warm-up
+                full, render_only = [], []
+                for k in range(args.scenes):
+                    seed = args.seed + k
+                    t = time.perf_counter()
+                    make_scene(seed, args.frames, (H, W), num_threads=threads, appearance=appearance)
+                    full.append(args.frames / (time.perf_counter() - t))
+                    # render-only: the same scene, layout sampled outside the timer
+                    layout, _ = build_layout(seed, args.frames, (H, W), appearance=resolve_appearance(appearance))
+                    t = time.perf_counter()
+                    Renderer(layout, (H, W)).render()
+                    render_only.append(args.frames / (time.perf_counter() - t))
+                f, r = statistics.median(full), statistics.median(render_only)
+                print(f"| {look} | {threads} | {W}x{H} | {f:.0f} | {r:.0f} | {1000 / f:.1f} |", flush=True)
     return 0
 
 

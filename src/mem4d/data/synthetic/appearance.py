@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .natural_textures import NATURAL_KINDS
+from .natural_textures import NATURAL_KINDS, natural_hue
 from .photos import CROPS_PER_PHOTO, PHOTO_SOURCES, photo_available
 from .scene import SceneLayout
 from .textures import NATURAL_PER_KIND, NATURAL_START, PHOTO_START, Material
@@ -131,7 +131,7 @@ GREY_PHOTOS = ("brick", "gravel", "grass", "camera")
 
 
 def _muted_colour(rng: np.random.Generator) -> np.ndarray:
-    hue = rng.random()
+    hue = natural_hue(rng)
     sat, val = rng.uniform(0.0, 0.35), rng.uniform(0.7, 1.15)
     k = (np.array([5.0, 3.0, 1.0]) + hue * 6.0) % 6.0
     return val - val * sat * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)

@@ -35,7 +35,7 @@ from .camera_paths import smooth_noise
 GAMMA = 2.2
 MAX_BLUR_TAPS = 7
 MOTION_STRIDE = 4  # image motion is computed on every 4th row and column, then interpolated
-BLUR_TAP_SPACING = 1.5  # pixels between samples along the blur (bilinear samples fill the gaps)
+BLUR_TAP_SPACING = 2.0  # pixels between samples along the blur (bilinear samples fill the gaps)
 
 
 @dataclass

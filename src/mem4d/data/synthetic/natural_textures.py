@@ -27,9 +27,15 @@ def _palette_colour(rng: np.random.Generator, base: np.ndarray, spread: float) -
     return np.clip(base * value + tint, 0.02, 1.0)
 
 
+def natural_hue(rng: np.random.Generator) -> float:
+    """A hue in [0, 1): mostly the warm, earthy ones of wood, soil, stone and skin, sometimes any."""
+    warm, u = rng.random() < 0.7, rng.random()
+    return 0.02 + 0.13 * u if warm else u
+
+
 def _palette(rng: np.random.Generator) -> np.ndarray:
     """2-4 related base colours (muted, like most surfaces in the world), (k, 3) in [0, 1]."""
-    hue = rng.random()
+    hue = natural_hue(rng)
     colours = []
     for _ in range(int(rng.integers(2, 5))):
         h = (hue + rng.normal(0.0, 0.05)) % 1.0
