@@ -65,6 +65,11 @@ def test_token_budget_keeps_frames_times_tokens_about_constant():
         if tokens >= 240:
             assert T == 2  # the largest sizes get the shortest clips
     assert len(costs) > 50 and max(costs) / min(costs) < 1.5
+    # a per-frame overhead counts like tokens of every frame
+    over = SyntheticBatches(_data(max_frames=24, sizes={**data.sizes.__dict__, "frame_overhead": 48}), 2)
+    for step in range(100):
+        T, H, W = over.clip_shape(step)
+        assert T == max(2, min(24, 480 // ((H // 16) * (W // 16) + 48)))
     # the batch has the drawn shape, one size for all clips of a step
     step = next(s for s in range(50) if batches.clip_shape(s)[0] <= 4)
     T, H, W = batches.clip_shape(step)
@@ -97,7 +102,8 @@ def test_appearance_reaches_the_generator():
     real = SyntheticBatches(_data(num_frames=2, max_frames=None, appearance="realistic"), 1).batch(0)[0]
     parts = SyntheticBatches(_data(num_frames=2, max_frames=None, appearance={"jpeg": False}), 1).batch(0)[0]
     assert "appearance" not in plain.meta and real.meta["appearance"]["parts"]["jpeg"] is True
-    assert parts.meta["appearance"]["parts"]["jpeg"] is False and parts.meta["appearance"]["camera"]["jpeg_quality"] is None
+    assert parts.meta["appearance"]["parts"]["jpeg"] is False
+    assert parts.meta["appearance"]["camera"]["jpeg_quality"] is None
     assert not torch.equal(plain.images, real.images)
 
 
@@ -112,6 +118,7 @@ def test_appearance_reaches_the_generator():
         ({"long_side": [64, 128], "aspects": ["wide"]}, "width:height"),
         ({"long_side": [64, 128], "aspects": []}, "at least one"),
         ({"long_side": [64, 128], "token_budget": 0}, "token_budget"),
+        ({"long_side": [64, 128], "frame_overhead": -1}, "frame_overhead"),
     ],
 )
 def test_bad_sizes_are_refused_when_the_recipe_is_read(sizes, match):
@@ -122,7 +129,8 @@ def test_bad_sizes_are_refused_when_the_recipe_is_read(sizes, match):
 def test_bad_appearance_and_mixture_with_sizes_are_refused_early(tmp_path):
     with pytest.raises(ValueError, match="appearance"):
         make_batches(_data(appearance="cinematic"), 2)
-    data = _data(source="mixture", datasets=[{"reader": "cut3r", "root": str(tmp_path)}], sizes={"long_side": [64, 128]})
+    mixture = {"source": "mixture", "datasets": [{"reader": "cut3r", "root": str(tmp_path)}]}
+    data = _data(sizes={"long_side": [64, 128]}, **mixture)
     with pytest.raises(ValueError, match="synthetic only"):
         make_batches(data, 2)
 

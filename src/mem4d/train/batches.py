@@ -58,15 +58,16 @@ class SyntheticBatches:
         return (short, long) if w >= h else (long, short)
 
     def clip_shape(self, step: int) -> tuple[int, int, int]:
-        """(T, H, W) of step `step`'s clips; with `data.sizes.token_budget`, T = budget // tokens
-        clamped to [min_frames, max_frames or num_frames]."""
+        """(T, H, W) of step `step`'s clips; with `data.sizes.token_budget`,
+        T = budget // (tokens + frame_overhead) clamped to [min_frames, max_frames or num_frames]."""
         r, sizes = self.recipe, self.recipe.sizes
         H, W = self.image_size(step)
         if sizes.long_side is None or sizes.token_budget is None:
             return self.num_frames(step), H, W
         tokens = (H // sizes.multiple) * (W // sizes.multiple)
         cap = max(r.num_frames, r.max_frames or 0)
-        return max(sizes.min_frames, min(cap, int(sizes.token_budget) // tokens)), H, W
+        frames = int(sizes.token_budget) // (tokens + sizes.frame_overhead)
+        return max(sizes.min_frames, min(cap, frames)), H, W
 
     def scene_seed(self, step: int, index: int) -> int:
         r = self.recipe

@@ -27,14 +27,17 @@ class SizeRecipe:
     Each step draws one (H, W) for all clips of its batch from (data.seed, step, rank): the long
     side uniformly among the multiples of `multiple` in `long_side`, the aspect (width:height)
     uniformly from `aspects`, the short side rounded to a multiple (at least two). With a
-    `token_budget` the clip length follows the size, frames = budget // tokens with
-    tokens = (H / multiple) (W / multiple), clamped to [min_frames, data.max_frames or
+    `token_budget` the clip length follows the size, frames = budget // (tokens + frame_overhead)
+    with tokens = (H / multiple) (W / multiple), clamped to [min_frames, data.max_frames or
     data.num_frames], so a large clip is short and a step costs about the same at every size.
+    `frame_overhead` is the model's per-frame work that does not grow with the image, in tokens
+    (measured for the tiny preset on CPU: ~50, see docs/RESULTS.md).
     """
 
     long_side: tuple[int, int] | None = None  # [min, max] pixels, multiples of `multiple`
     aspects: tuple[str, ...] = ("4:3", "16:9", "1:1", "3:4", "9:16")  # width:height (quote them in YAML)
     token_budget: int | None = None  # frames x tokens of a clip (None: clip lengths as without sizes)
+    frame_overhead: int = 0  # per-frame cost that does not scale with the image, in tokens
     min_frames: int = 2
     multiple: int = 16  # the model's patch size
 
@@ -58,6 +61,8 @@ class SizeRecipe:
             parse_aspect(aspect)
         if self.token_budget is not None and (isinstance(self.token_budget, bool) or int(self.token_budget) < 1):
             raise ValueError(f"data.sizes.token_budget must be a positive integer or null, got {self.token_budget!r}")
+        if isinstance(self.frame_overhead, bool) or not isinstance(self.frame_overhead, int) or self.frame_overhead < 0:
+            raise ValueError(f"data.sizes.frame_overhead must be an integer >= 0, got {self.frame_overhead!r}")
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise ValueError(f"data.sizes.min_frames must be a positive integer, got {self.min_frames!r}")
 
