@@ -170,18 +170,27 @@ class TDMConfig(_Config):
         levels: correlation pyramid levels (average pooling by 2).
         radius: local lookup radius r at every level -> levels * (2r+1)^2 channels.
         num_layers: self-attention layers of the motion encoder (paper: 4).
+        input: what is correlated. ``"encoder"``: the projected encoder features F_t with
+            F_{t-k} (Eq. 3 as written). ``"enriched"`` [ablation option]: the TCA outputs
+            x_t with x_{t-k} (the introduction's "TCA ... providing a motion-aware input for
+            our dual memories" can be read so); the stream state then also keeps the last
+            ``num_past`` enriched maps (``StreamState.tdm_feats``). Without a TCA (variant
+            ``no_tca``) both read the same tensors.
     """
 
     num_past: int = 2
     levels: int = 4
     radius: int = 4
     num_layers: int = 4
+    input: str = "encoder"
 
     def __post_init__(self) -> None:
         _ints(self, "num_past", "levels", "radius", "num_layers")
         _positive(self, "num_past", "levels", "num_layers")
         if self.radius < 0:
             raise ValueError(f"TDMConfig.radius must be >= 0, got {self.radius}")
+        if self.input not in ("encoder", "enriched"):
+            raise ValueError(f"TDMConfig.input must be 'encoder' or 'enriched', got {self.input!r}")
 
     @property
     def corr_channels(self) -> int:
@@ -203,6 +212,13 @@ class PSMConfig(_Config):
         fuse_tokens: also feed the frame's final decoder tokens to E_p (not in the paper).
         detach_input: E_p reads a detached pointmap (gradients still train E_p; the
             prediction of frame t is not pushed by later frames' losses through the memory).
+        max_distance: [choice; the paper gives no time positions for the memory] the
+            largest temporal distance a readout position shows. A held frame at distance d
+            sits at time ``-min(d, max_distance)`` and frame 0 at ``-min(t, max_distance + 1)``
+            (always the oldest, never tied with a clamped group), so the positions are bounded
+            and the same at frame 200 and frame 10,000. None: ``capacity - 1`` (the queue's
+            own range); set it to the longest distance the training clips show (clip length
+            - 1) when that is shorter than the queue.
     """
 
     capacity: int = 100
@@ -211,12 +227,16 @@ class PSMConfig(_Config):
     tier_kernels: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 4, 4), (4, 8, 8))
     fuse_tokens: bool = False
     detach_input: bool = True
+    max_distance: int | None = None
 
     def __post_init__(self) -> None:
         _ints(self, "capacity", "num_layers")
         _positive(self, "num_layers")
         if self.capacity < 2:
             raise ValueError(f"PSMConfig.capacity must be >= 2 (frame 0 + at least one recent frame), got {self.capacity}")
+        if self.max_distance is not None:
+            _ints(self, "max_distance")
+            _positive(self, "max_distance")
         self.tier_bounds = tuple(int(b) for b in self.tier_bounds)
         self.tier_kernels = tuple(tuple(int(k) for k in kern) for kern in self.tier_kernels)  # type: ignore[misc]
         if any(b < 1 for b in self.tier_bounds) or list(self.tier_bounds) != sorted(set(self.tier_bounds)):
@@ -242,6 +262,12 @@ class PSMConfig(_Config):
     def reachable_tiers(self) -> list[int]:
         """Tiers that can occur with this capacity (recent frames sit at distance 1..capacity-1)."""
         return sorted({self.tier(d) for d in range(1, self.capacity)})
+
+    def time_position(self, distance: float, anchor: bool = False) -> float:
+        """Readout time of a held frame (or compressed group) at mean temporal ``distance > 0``;
+        ``anchor``: frame 0 (see ``max_distance``)."""
+        limit = self.capacity - 1 if self.max_distance is None else self.max_distance
+        return -float(min(distance, limit + 1 if anchor else limit))
 
 
 @dataclass

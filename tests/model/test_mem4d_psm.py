@@ -9,8 +9,9 @@ import torch
 from conftest import build_tiny, make_clip
 
 from mem4d.config import Mem4DConfig, PSMConfig
+from mem4d.layers.rope import RotaryEmbedding
 from mem4d.model.positions import pooled_grid
-from mem4d.model.psm import fifo_append, plan_groups
+from mem4d.model.psm import PersistentStructureMemory, fifo_append, plan_groups
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -112,3 +113,72 @@ def test_state_bytes_stop_growing():
     assert sizes[cap + 6] == sizes[200]
     assert max(sizes[t] for t in range(cap + 6, 201)) == sizes[200]
     assert len(state.psm_cache) == len(plan_groups(state.psm_frames, 200, model.config.psm))
+
+
+# ----- readout positions (bounded, issue 13 item 1) -----
+def _psm(**psm_kwargs) -> PersistentStructureMemory:
+    cfg = Mem4DConfig.tiny(psm=PSMConfig(num_layers=1, **psm_kwargs))
+    torch.manual_seed(0)
+    return PersistentStructureMemory(cfg, RotaryEmbedding(cfg.dim // cfg.num_heads, num_axes=3))
+
+
+def _readout_positions(psm: PersistentStructureMemory, t: int, grid: tuple[int, int] = (4, 4)) -> torch.Tensor:
+    """Positions (M, 3) of the readout of frame t with a full queue: frame 0 + frames t-N_s+1 .. t-1."""
+    frames = [0, *range(t - psm.cfg.capacity + 1, t)]
+    tokens = [torch.randn(1, grid[0] * grid[1], 128) for _ in frames]
+    return psm.readout(frames, tokens, t, grid, None)[1]
+
+
+def test_readout_positions_are_the_same_at_frame_200_and_frame_10000():
+    psm = _psm(capacity=100)  # the paper's N_s
+    at_200, at_10000 = _readout_positions(psm, 200), _readout_positions(psm, 10_000)
+    assert torch.equal(at_200, at_10000)
+    times = at_200[:, 0]
+    assert times.min() == -100 and (times[:16] == -100).all()  # frame 0, one step older than distance 99
+    assert times[16:].min() > -100 and times.max() < 0
+
+
+def test_positions_are_clamped_at_max_distance_and_exact_inside_it():
+    psm = _psm(capacity=100, max_distance=47)  # e.g. trained on clips of <= 48 frames
+    times = _readout_positions(psm, 300)[:, 0]
+    assert times[:16].eq(-48).all() and times[16:].min() == -47  # groups older than 47 frames share -47
+    # inside the range every group sits at its members' mean distance, frame 0 at -t
+    frames = [0, *range(1, 30)]
+    pos = psm.readout(frames, [torch.randn(1, 16, 128) for _ in frames], 30, (4, 4), None)[1]
+    assert pos[:16, 0].eq(-30).all()
+    expected = sorted({-(30 - sum(g.members) / len(g.members)) for g in plan_groups(frames, 30, psm.cfg)})
+    assert sorted(set(pos[16:, 0].tolist())) == expected
+
+
+def test_a_huge_max_distance_restores_the_unbounded_positions():
+    times = _readout_positions(_psm(capacity=100, max_distance=10**9), 200)[:, 0]
+    assert times[:16].eq(-200).all() and -99 <= times[16:].min() < -90
+
+
+# ----- truncated back-propagation (issue 13 item 3) -----
+def test_detach_drops_the_compression_cache_so_no_stale_group_is_read():
+    model = _cache_model().train()
+    T = 12
+    clip = make_clip(T, H=64, W=64, seed=5)
+    state = model.init_state(1, (64, 64))
+    for t in range(T - 1):  # with gradients, as in training; all three tiers are held
+        _, state = model.step(clip[:, t], state)
+    assert state.psm_cache and {g.tier for g in plan_groups(state.psm_frames, T - 1, model.config.psm)} == {0, 1, 2}
+    cut = state.detach()
+    assert cut.psm_cache == {} and not any(t.requires_grad for t in cut.tensors().values())
+    with torch.no_grad():  # an optimiser step at the cut
+        for p in model.psm.compressors.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    grid = (4, 4)
+    stale = {k: v.detach() for k, v in state.psm_cache.items()}
+    fresh = model.psm.readout(cut.psm_frames, cut.psm_tokens, T - 1, grid, cut.psm_cache)[0]
+    with torch.no_grad():
+        scratch = model.psm.readout(cut.psm_frames, cut.psm_tokens, T - 1, grid, None)[0]
+        old_way = model.psm.readout(cut.psm_frames, cut.psm_tokens, T - 1, grid, stale)[0]
+    torch.testing.assert_close(fresh, scratch, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(old_way, scratch)  # a kept cache would read the pre-step weights
+    # every tier's compressor gets a gradient after the cut (cached groups would give none)
+    out, _ = model.step(clip[:, T - 1], cut)
+    out.depth.mean().backward()
+    for comp in model.psm.compressors.values():
+        assert comp.depthwise.weight.grad is not None and comp.depthwise.weight.grad.abs().sum() > 0

@@ -122,7 +122,9 @@ class Mem4D(nn.Module):
             enc = self.encoder(frame.to(self.proj.weight.dtype))  # (B, N, E); a no-op unless the model was cast
         feat = self.proj(enc)  # F_t (B, N, D)
         x = self.tca(feat, state.feats, grid) if self.tca is not None else feat
-        tdm = self.tdm(feat, state.feats, grid) if self.tdm is not None else None
+        enriched = cfg.tdm.input == "enriched"  # the TDM correlates x_t with x_{t-k} instead of F_t with F_{t-k}
+        tdm_in, tdm_past = (x, state.tdm_feats) if enriched else (feat, state.feats)
+        tdm = self.tdm(tdm_in, tdm_past, grid) if self.tdm is not None else None
         readout = self.psm.readout(state.psm_frames, state.psm_tokens, t, grid, state.psm_cache) if self.psm else None
         spatial = readout[:2] if readout is not None else None
         motion = tdm
@@ -153,6 +155,8 @@ class Mem4D(nn.Module):
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
         new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout,
                                      None if match is None else match[0])
+        if self.tdm is not None and enriched:
+            new_state = replace(new_state, tdm_feats=[*state.tdm_feats, x][-cfg.tdm.num_past:])
         if cfg.heads.pose_refinement == "photometric":
             out, new_state = refine_pose(frame, out, state, new_state)
         return out, new_state

@@ -20,10 +20,16 @@ reappears. Per step only the groups whose membership or tier changed are compute
 one per tier boundary and one at each end of the queue), and the result is identical to
 recomputing everything (``readout(..., cache=None)``), which the tests check.
 
-Each compressed token sits at t = mean(member j) - t and at the centre of the grid region
-it covers; frame 0's tokens at t = -t. With a full queue at 512x384 (32x24 tokens, N_s = 100)
-the readout holds 2,160 to 2,220 tokens (partial groups at the tier boundaries and the old
-end of the queue depend on how the absolute blocks align with t).
+**Positions** (3D RoPE, t in frames before the current one). A compressed token sits at the
+centre of the grid region it covers and at time ``-min(d, max_distance)``, d = t - mean(member
+j); frame 0's tokens at ``-min(t, max_distance + 1)`` (``PSMConfig.time_position``). The
+clamp keeps every readout position inside the range the training clips showed, so the
+memory reads the same at frame 200 and at frame 10,000 (unclamped, frame 0 at -t would rotate
+the anchor's keys by angles no training clip produced, more with every frame of the video).
+
+With a full queue at 512x384 (32x24 tokens, N_s = 100) the readout holds 2,160 to 2,220
+tokens (partial groups at the tier boundaries and the old end of the queue depend on how the
+absolute blocks align with t).
 """
 
 from __future__ import annotations
@@ -205,7 +211,7 @@ class PersistentStructureMemory(nn.Module):
         out, pos = [], []
         if frames[0] == 0:
             out.append(by_index[0])
-            pos.append(frame_positions(grid, -float(t), device))
+            pos.append(frame_positions(grid, self.cfg.time_position(t, anchor=True), device))
         new_cache: dict[tuple[int, int, int], Tensor] = {}
         for group in plan_groups(frames, t, self.cfg):
             comp = None if cache is None else cache.get(group.key)
@@ -214,6 +220,6 @@ class PersistentStructureMemory(nn.Module):
             new_cache[group.key] = comp
             out.append(comp)
             _, ky, kx = self.cfg.tier_kernels[group.tier]
-            t_rel = sum(group.members) / len(group.members) - t
-            pos.append(pooled_positions(grid, ky, kx, t_rel, device))
+            distance = t - sum(group.members) / len(group.members)
+            pos.append(pooled_positions(grid, ky, kx, self.cfg.time_position(distance), device))
         return torch.cat(out, dim=1), torch.cat(pos, dim=0), new_cache

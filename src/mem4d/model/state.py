@@ -8,11 +8,14 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
 
 - ``feats``: projected encoder features F of the last ``cfg.history`` frames, oldest first,
   each (B, N, D); the TCA window and the TDM's two past frames are read from it.
+- ``tdm_feats``: with ``tdm.input == "enriched"``, the TCA outputs x of the last ``tdm.num_past``
+  frames, oldest first, each (B, N, D) (what the TDM then correlates); else empty.
 - ``psm_frames`` / ``psm_tokens``: the PSM queue, absolute frame indices (ascending, frame 0
   first) and their E_p features P_j (B, N, D). At most ``psm.capacity`` entries.
 - ``psm_scale``: (B,) scene scale of frame 0's predicted global pointmap (E_p normaliser).
 - ``psm_cache``: compressed PSM groups keyed by ``(tier, first_frame, last_frame)`` ->
-  (B, n, D); only the groups used by the last readout are kept (see ``model/psm.py``).
+  (B, n, D); only the groups used by the last readout are kept (see ``model/psm.py``);
+  ``detach()`` empties it.
 - ``unified``: (B, S, D) recurrent state tokens of the ``unified`` variant (None before frame 0).
 - ``cam2world``: (B, 4, 4) pose of the last frame, kept when ``heads.camera_pose == "chained"``
   or poses are refined (the next frame's pose is this one times a relative pose); else None.
@@ -57,6 +60,7 @@ class StreamState:
     image_size: tuple[int, int]
     frame_index: int = 0
     feats: list[Tensor] = field(default_factory=list)
+    tdm_feats: list[Tensor] = field(default_factory=list)
     psm_frames: list[int] = field(default_factory=list)
     psm_tokens: list[Tensor] = field(default_factory=list)
     psm_scale: Tensor | None = None
@@ -75,6 +79,7 @@ class StreamState:
         return replace(
             self,
             feats=[fn(t) for t in self.feats],
+            tdm_feats=[fn(t) for t in self.tdm_feats],
             psm_frames=list(self.psm_frames),
             psm_tokens=[fn(t) for t in self.psm_tokens],
             psm_scale=None if self.psm_scale is None else fn(self.psm_scale),
@@ -84,8 +89,14 @@ class StreamState:
         )
 
     def detach(self) -> StreamState:
-        """A copy cut from the autograd graph (truncated back-propagation through time)."""
-        return self._map(lambda t: t.detach())
+        """A copy cut from the autograd graph (truncated back-propagation through time).
+
+        The PSM compression cache is dropped, not detached: its groups were computed with the
+        compressor weights of before the cut, and an optimiser step at the cut would leave them
+        stale. The next readout recomputes every group from the (detached) queue, which also
+        lets the compressors receive gradients from all groups again.
+        """
+        return replace(self._map(lambda t: t.detach()), psm_cache={})
 
     def to(self, device: torch.device | str) -> StreamState:
         """A copy with every tensor on ``device``."""
@@ -96,6 +107,8 @@ class StreamState:
         out: dict[str, Tensor] = {}
         for i, t in enumerate(self.feats):
             out[f"feats.{i}"] = t
+        for i, t in enumerate(self.tdm_feats):
+            out[f"tdm_feats.{i}"] = t
         for j, t in zip(self.psm_frames, self.psm_tokens):
             out[f"psm_tokens.{j}"] = t
         if self.psm_scale is not None:
@@ -133,6 +146,7 @@ class StreamState:
             "image_size": list(self.image_size),
             "frame_index": self.frame_index,
             "num_feats": len(self.feats),
+            "num_tdm_feats": len(self.tdm_feats),
             "psm_frames": self.psm_frames,
             "psm_cache": [list(k) for k in self.psm_cache],
         }
@@ -164,6 +178,7 @@ class StreamState:
                 image_size=(int(meta["image_size"][0]), int(meta["image_size"][1])),
                 frame_index=int(meta["frame_index"]),
                 feats=[tensors[f"feats.{i}"] for i in range(int(meta["num_feats"]))],
+                tdm_feats=[tensors[f"tdm_feats.{i}"] for i in range(int(meta.get("num_tdm_feats", 0)))],
                 psm_frames=frames,
                 psm_tokens=[tensors[f"psm_tokens.{j}"] for j in frames],
                 psm_scale=tensors.get("psm_scale"),
