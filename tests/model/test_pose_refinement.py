@@ -10,6 +10,7 @@ from conftest import make_clip
 from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
 from mem4d.geometry.camera import depth_to_pts_cam
+from mem4d.geometry.rotation import rotation_angle
 from mem4d.geometry.se3 import transform_points
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.outputs import FrameOutput
@@ -80,3 +81,15 @@ def test_a_wrong_velocity_start_does_not_derail_the_next_frame():
     out1 = _output(s.depth[1][None], s.intrinsics[1][None], s.dynamic_mask[1][None])
     out1, _ = refine_pose(s.images[1][None], out1, state, dataclasses.replace(state, frame_index=2))
     torch.testing.assert_close(out1.cam2world[0, :3, :3], s.cam2world[1, :3, :3], atol=0.01, rtol=0)
+
+
+def test_the_refinement_pyramid_follows_the_frame_size():
+    """The same fast turn (4.4 degrees a frame) is refined at 192x256 as at 96x128 (issue 14)."""
+    for size in ((96, 128), (192, 256)):
+        s = make_scene(2, 2, size, camera_path="rotation", dynamic=False, camera_speed=4.0, environment="room")
+        state = StreamState(batch_size=1, image_size=size)
+        for t in range(2):
+            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, *size))
+            out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1))
+        err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
+        assert float(rotation_angle(err[:3, :3]).rad2deg()) < 0.5, size

@@ -22,9 +22,23 @@ from torch import Tensor
 
 from mem4d.geometry.rotation import axis_angle_to_matrix
 
-__all__ = ["photometric_align"]
+__all__ = ["COARSEST_SIDE", "photometric_align", "pyramid_levels"]
 
 _GREY = (0.299, 0.587, 0.114)
+COARSEST_SIDE = 32  # long side (pixels) the coarsest pyramid level shrinks to, at any image size
+
+
+def pyramid_levels(image_size: tuple[int, int], coarsest: int = COARSEST_SIDE) -> int:
+    """Levels of a pyramid that halves ``image_size`` (H, W) until its long side is at most
+    ``coarsest``: 3 at 96x128, 4 at 192x256, 5 at 384x512. The coarsest level, and with it the
+    largest motion the alignment can catch (a few coarse pixels), is then the same fraction of
+    the image at every input size."""
+    long_side = max(int(image_size[0]), int(image_size[1]))
+    levels = 1
+    while long_side > coarsest:
+        long_side = -(-long_side // 2)
+        levels += 1
+    return levels
 
 
 def _grey(image: Tensor) -> Tensor:
@@ -112,7 +126,7 @@ def photometric_align(
     init_a2b: Tensor | None = None,
     weight_a: Tensor | None = None,
     *,
-    levels: int = 3,
+    levels: int | None = None,
     iters: tuple[int, ...] = (12, 8, 6),
     huber: float = 0.05,
 ) -> tuple[Tensor, Tensor]:
@@ -124,7 +138,8 @@ def photometric_align(
         intrinsics: (B, 3, 3) pixel intrinsics, shared by both frames.
         init_a2b: (B, 4, 4) starting motion (None: identity).
         weight_a: (B, H, W) per-pixel weight in [0, 1] of frame a (e.g. 1 - dynamic probability).
-        levels: pyramid levels (each halves the size).
+        levels: pyramid levels (each halves the size); None: `pyramid_levels` of the image, so
+            that the coarsest level is at most `COARSEST_SIDE` pixels long at any input size.
         iters: Gauss-Newton iterations per level, coarsest first (extra levels reuse the last).
         huber: Huber threshold on grey-level residuals.
 
@@ -132,6 +147,7 @@ def photometric_align(
         (a2b (B, 4, 4), final cost (B,) at full resolution).
     """
     B = image_a.shape[0]
+    levels = pyramid_levels(image_a.shape[-2:]) if levels is None else levels
     dtype, device = torch.float32, image_a.device
     depth = torch.nan_to_num(depth_a.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
     weight = torch.ones_like(depth) if weight_a is None else weight_a.float().clamp(0, 1)

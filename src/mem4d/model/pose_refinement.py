@@ -3,14 +3,19 @@
 After the network has predicted frame t, the motion from frame t-1 to t is re-estimated by
 direct photometric alignment (`mem4d.geometry.photometric`): frame t-1's image lifted by its
 predicted depth, pixels weighted by 1 - its predicted dynamic probability (moving objects do
-not pull the camera), intrinsics from frame t's prediction, on a 3-level pyramid, started
+not pull the camera), intrinsics from frame t's prediction, on an image pyramid whose coarsest
+level has a long side of at most 32 pixels whatever the input size (`pyramid_levels`: 3 levels
+at 96x128, 4 at 192x256, 5 at 384x512), started
 twice, from the previous frame-to-frame motion (constant velocity) and from no motion, keeping
 the start that ends with the lower photometric cost, so that one failed frame does not derail
 the next through the velocity. Measured (`bench/bench_pose_refinement.py`, docs/RESULTS.md):
 with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
 the mean rotation error per frame from 0.1 / 4.0 / 20.3 / 0.9 to 0.1 / 3.7 / 6.8 / 0.5 degrees;
 a 4th pyramid level helped more there but did worse on `synthetic-dynamic` with the step-3200
-checkpoint's depth (ATE 0.094 vs 0.088). The pose is chained,
+checkpoint's depth (ATE 0.094 vs 0.088). With a fixed 3 levels, a larger input made the
+coarsest level finer and the motion the alignment catches smaller in the image, so a larger
+``--size`` could make poses worse on faster footage (issue 14); the pyramid now follows the
+image (docs/RESULTS.md, "Pose refinement pyramid"). The pose is chained,
 ``cam2world_t = cam2world_{t-1} @ inverse(motion_t)``, and the world pointmap becomes
 ``cam2world_t . pts_cam`` so that points and poses agree. The network's own world pointmap
 still feeds the PSM (it was trained on it). Causal and bounded: the state keeps one frame.
@@ -31,11 +36,11 @@ from mem4d.model.state import StreamState
 
 __all__ = ["refine_pose"]
 
-LEVELS, ITERS = 3, (12, 8, 6)
+ITERS = (12, 8, 6)  # Gauss-Newton iterations per level, coarsest first; finer extra levels reuse the last
 
 
-def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int, iters: tuple[int, ...],
-           two_starts: bool) -> torch.Tensor:
+def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int | None,
+           iters: tuple[int, ...], two_starts: bool) -> torch.Tensor:
     """Frame t-1 -> t motion (B, 4, 4): from the constant-velocity start, or the better (lower
     final cost) of that and the identity start."""
     B = frame.shape[0]
@@ -54,7 +59,7 @@ def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, le
 @torch.no_grad()
 def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
-    levels: int = LEVELS, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
+    levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
@@ -63,9 +68,10 @@ def refine_pose(
         out: the network's `FrameOutput` for it.
         state: the state before this frame (holds frame t-1's image, depth, weight, pose).
         new_state: the state after it, without the refinement's fields updated.
-        levels, iters, two_starts: the alignment's pyramid, Gauss-Newton iterations per level
-            (coarsest first) and whether to also start from no motion (the model's settings
-            are the defaults; `bench/bench_pose_refinement.py` compares others).
+        levels, iters, two_starts: the alignment's pyramid levels (None: `pyramid_levels` of
+            the frame, the coarsest level at most 32 pixels long), Gauss-Newton iterations per
+            level (coarsest first) and whether to also start from no motion (the model's
+            settings are the defaults; `bench/bench_pose_refinement.py` compares others).
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).
