@@ -77,3 +77,41 @@ def test_float32_inputs_give_float32_and_shapes_are_checked():
         rigid_fit(p, q[:-1])
     with pytest.raises(ValueError, match="weights"):
         rigid_fit(p, q, torch.ones(3))
+
+
+def test_degenerate_inputs_give_a_finite_answer():
+    p, q, _, _ = _problem(7)
+    for w in (torch.full((p.shape[0],), 1e-310, dtype=torch.float64),  # denormal weights
+              torch.ones(p.shape[0], dtype=torch.float64)):
+        for pts in ((p, q), (p * 1e-200, q * 1e-200), (torch.zeros_like(p), torch.zeros_like(q)), (p * 1e150, q * 1e150)):
+            R_fit, t_fit = rigid_fit(*pts, w)
+            assert torch.isfinite(R_fit).all() and torch.isfinite(t_fit).all()
+            torch.testing.assert_close(R_fit @ R_fit.T, torch.eye(3, dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_top_eigenvector_gradient_matches_finite_differences_and_survives_repeated_eigenvalues():
+    from mem4d.geometry.rigid_fit import _TopEigenvector
+
+    g = torch.Generator().manual_seed(8)
+    A = torch.randn(2, 4, 4, generator=g, dtype=torch.float64)
+    N = (A + A.transpose(-1, -2)).requires_grad_(True)
+    weights = torch.randn(2, 4, generator=g, dtype=torch.float64)
+
+    def f(M):
+        v = _TopEigenvector.apply(0.5 * (M + M.transpose(-1, -2)))
+        v = v * torch.sign(v[..., :1])  # the eigenvector's sign is arbitrary
+        return (v * weights).sum()
+
+    assert torch.autograd.gradcheck(f, (N,), eps=1e-6, atol=1e-5)
+    degenerate = torch.diag(torch.tensor([0.0, 0.0, 0.0, 1e-6], dtype=torch.float64)).requires_grad_(True)
+    _TopEigenvector.apply(degenerate).sum().backward()
+    assert torch.isfinite(degenerate.grad).all()
+
+
+def test_zero_total_weight_has_a_finite_gradient():
+    p, q, _, _ = _problem(9)
+    w = torch.zeros(p.shape[0], dtype=torch.float64, requires_grad=True)
+    q = q.clone().requires_grad_(True)
+    R_fit, t_fit = rigid_fit(p, q, w)
+    (R_fit.sum() + t_fit.sum()).backward()
+    assert torch.isfinite(w.grad).all() and torch.isfinite(q.grad).all()

@@ -109,3 +109,24 @@ def test_load_encoder_weights_wrapper(shared_reference):
     ref = load_file(str(path))
     assert torch.equal(model.encoder.enc_blocks[1].attn.qkv.weight, ref["enc_blocks.1.attn.qkv.weight"])
     assert not any(p.requires_grad for p in model.encoder.parameters())  # still frozen
+
+
+def test_sharded_weights_round_trip_and_a_missing_shard_is_named(tmp_path):
+    model = build_tiny(seed=2)
+    model.save_pretrained(tmp_path / "sharded", dtype=torch.float16, max_shard_mb=2.0)
+    shards = sorted(p.name for p in (tmp_path / "sharded").glob("model-*-of-*.safetensors"))
+    assert len(shards) >= 2 and not (tmp_path / "sharded" / WEIGHTS_NAME).exists()
+    assert all((tmp_path / "sharded" / n).stat().st_size <= 2 * 2**20 + 65536 for n in shards)
+    loaded = Mem4D.from_pretrained(tmp_path / "sharded")
+    ref = build_tiny(seed=2)
+    ref.save_pretrained(tmp_path / "single", dtype=torch.float16)
+    single = Mem4D.from_pretrained(tmp_path / "single")
+    for k, v in single.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    model.save_pretrained(tmp_path / "sharded", dtype=torch.float16)  # re-saving unsharded removes the shards
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["config.json", WEIGHTS_NAME]
+    model.save_pretrained(tmp_path / "again", max_shard_mb=2.0)
+    missing = sorted((tmp_path / "again").glob("model-*-of-*.safetensors"))[0]
+    missing.unlink()
+    with pytest.raises(ValueError, match="shards"):
+        Mem4D.from_pretrained(tmp_path / "again")

@@ -105,3 +105,30 @@ def test_validation_survives_a_camera_that_only_rotates():
     assert "val/ate" not in row and 0 <= row["val/delta1"] <= 1  # no Sim(3) alignment exists: skipped
     row = validate(model, [turning, moving], torch.device("cpu"))
     assert row["val/ate"] > 0 and model.training
+
+
+def test_data_workers_make_the_same_clips_as_the_loop():
+    from mem4d.train.batches import make_batches
+    from mem4d.train.trainer import _batches
+
+    recipe = Recipe.from_yaml(TINY, ["data.scenes=null", "data.max_frames=5"])
+    data = make_batches(recipe.data, 2)
+    inline = list(_batches(data, 3, 6, workers=0))
+    ahead = list(_batches(data, 3, 6, workers=2))
+    assert len(inline) == len(ahead) == 3
+    for a, b in zip(inline, ahead):
+        for sa, sb in zip(a, b):
+            assert torch.equal(sa.images, sb.images) and torch.equal(sa.cam2world, sb.cam2world)
+
+
+def test_a_time_limit_stops_with_a_checkpoint_and_final_weights(tmp_path):
+    recipe = Recipe.from_yaml(TINY, ["train.steps=1000", "train.time_limit_min=0.0", "train.tensorboard=false",
+                                     "data.val_scenes=0", "train.threads=1"])
+    train(recipe, tmp_path / "run", progress=False)
+    rows = _rows(tmp_path / "run")
+    assert rows[-1]["step"] == 1  # the deadline had passed after the first step
+    assert (tmp_path / "run" / "checkpoints" / "step_0000001").is_dir()
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    resumed = Recipe.from_yaml(TINY, ["train.steps=3", "train.tensorboard=false", "data.val_scenes=0", "train.threads=1"])
+    train(resumed, tmp_path / "run", resume=True, progress=False)
+    assert [r["step"] for r in _rows(tmp_path / "run") if "loss" in r][-1] == 3

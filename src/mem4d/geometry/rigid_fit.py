@@ -9,9 +9,10 @@ symmetric point sets, the eigenvector's gradient only divides by the gap between
 eigenvalue and the next, which is large whenever the fit is well determined; that is what a
 network trained through the fit needs.
 
-``prior`` adds ``prior * trace`` to the identity quaternion's diagonal entry, a pull towards
-no rotation that decides the degenerate cases (no weight, collinear points) and is negligible
-otherwise.
+Horn's matrix is divided by the sum of the cross-covariance's absolute entries before the
+eigen-solve (the eigenvectors do not change) so that its entries are of order one; ``prior``
+is then added to the identity quaternion's diagonal entry, a pull towards no rotation that
+decides the degenerate cases (no weight, collinear points) and is negligible otherwise.
 
 Example::
 
@@ -32,6 +33,32 @@ from torch import Tensor
 from mem4d.geometry.rotation import quat_to_matrix
 
 __all__ = ["rigid_fit"]
+
+
+class _TopEigenvector(torch.autograd.Function):
+    """The eigenvector of a symmetric matrix's largest eigenvalue, (..., 4, 4) -> (..., 4).
+
+    Its backward pass uses only the gaps between the largest eigenvalue and the others
+    (first-order perturbation: dv = sum_j v_j (v_j^T dN v) / (l_max - l_j)); autograd through
+    ``torch.linalg.eigh`` forms every pairwise gap, and a repeated smaller eigenvalue (a
+    degenerate fit) turns its unused terms into inf * 0 = NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, N: Tensor) -> Tensor:  # type: ignore[override]
+        vals, vecs = torch.linalg.eigh(N)
+        ctx.save_for_backward(vals, vecs)
+        return vecs[..., :, -1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        vals, vecs = ctx.saved_tensors
+        gap = vals[..., -1:] - vals
+        inv = torch.where(gap > 1e-12, 1.0 / gap.clamp_min(1e-12), torch.zeros_like(gap))
+        coef = (vecs.transpose(-1, -2) @ grad[..., None])[..., 0] * inv  # (..., 4)
+        u = vecs @ coef[..., None]  # (..., 4, 1)
+        g = u @ vecs[..., None, :, -1]
+        return 0.5 * (g + g.transpose(-1, -2))
 
 
 def rigid_fit(p: Tensor, q: Tensor, weights: Tensor | None = None, prior: float = 1e-6) -> tuple[Tensor, Tensor]:
@@ -55,7 +82,7 @@ def rigid_fit(p: Tensor, q: Tensor, weights: Tensor | None = None, prior: float 
     if w.shape != p.shape[:-1]:
         raise ValueError(f"weights must have shape {tuple(p.shape[:-1])}, got {tuple(w.shape)}")
     total = w.sum(-1, keepdim=True)
-    w = w / total.clamp_min(1e-300)  # all zero stays zero: no rotation evidence
+    w = w / torch.where(total > 0, total, torch.ones_like(total))  # all zero stays zero: no rotation evidence
     w_mean = torch.where(total > 0, w, torch.full_like(w, 1.0 / p.shape[-2]))
     mu_p = (w_mean[..., None] * p).sum(-2)
     mu_q = (w_mean[..., None] * q).sum(-2)
@@ -70,12 +97,12 @@ def rigid_fit(p: Tensor, q: Tensor, weights: Tensor | None = None, prior: float 
         [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
     ]
     N = torch.stack([torch.stack(r, -1) for r in rows], -2)  # (..., 4, 4) symmetric
-    scale = S.abs().sum((-1, -2)).clamp_min(1e-12)
+    # entries of order one (tiny or huge point sets, denormal weights make LAPACK fail to converge)
+    N = torch.nan_to_num(N / S.abs().sum((-1, -2)).clamp_min(1e-30)[..., None, None], nan=0.0, posinf=0.0, neginf=0.0)
     eye_w = torch.zeros(4, 4, dtype=torch.float64, device=p.device)
     eye_w[0, 0] = 1.0
-    N = N + (prior * scale)[..., None, None] * eye_w
-    _, vecs = torch.linalg.eigh(N)
-    quat = vecs[..., :, -1]  # WXYZ of the largest eigenvalue
+    N = N + max(prior, 1e-12) * eye_w
+    quat = _TopEigenvector.apply(N)  # WXYZ
     quat = torch.where(quat[..., :1] < 0, -quat, quat)
     R = quat_to_matrix(quat)
     t = mu_q - (R @ mu_p[..., None])[..., 0]

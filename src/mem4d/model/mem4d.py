@@ -250,13 +250,15 @@ class Mem4D(nn.Module):
         load_encoder_weights(self.encoder, path)
 
     def save_pretrained(
-        self, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None
+        self, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None,
+        max_shard_mb: float | None = None,
     ) -> None:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (atomically); ``dtype``
-        casts the stored floating tensors (loading casts them back to the model's float32)."""
+        casts the stored floating tensors (loading casts them back to the model's float32);
+        ``max_shard_mb`` splits larger weights into shards of at most that size."""
         from mem4d.model.pretrained import save_pretrained
 
-        save_pretrained(self, directory, dtype=dtype, about=about)
+        save_pretrained(self, directory, dtype=dtype, about=about, max_shard_mb=max_shard_mb)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:

@@ -25,6 +25,7 @@ __all__ = ["CONFIG_NAME", "DEFAULT_DIR", "WEIGHTS_NAME", "atomic_write", "load_p
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+SHARD_GLOB = "model-*-of-*.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 
 
@@ -49,11 +50,15 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def save_pretrained(
-    model: Mem4D, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None
+    model: Mem4D, directory: str | os.PathLike, dtype: torch.dtype | None = None, about: dict | None = None,
+    max_shard_mb: float | None = None,
 ) -> None:
     """Writes the weights (floating tensors cast to ``dtype`` when given, e.g. ``torch.float16`` to
     halve the file) and the config; ``about`` (JSON-serialisable provenance: how the weights were
-    trained, their scores) is stored beside the config and ignored by the loader."""
+    trained, their scores) is stored beside the config and ignored by the loader. With
+    ``max_shard_mb``, weights larger than that go into ``model-00001-of-0000N.safetensors``
+    shards of at most that size each (a tensor larger than a shard gets a shard of its own),
+    e.g. to bring a checkpoint back from a machine that returns files of limited size."""
     from safetensors.torch import save_file
 
     if dtype is not None and not dtype.is_floating_point:
@@ -64,7 +69,16 @@ def save_pretrained(
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
         tensors[k] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    shards = _shards(tensors, max_shard_mb)
+    for stale in directory.glob(SHARD_GLOB):
+        stale.unlink()
+    if len(shards) == 1:
+        atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    else:
+        (directory / WEIGHTS_NAME).unlink(missing_ok=True)
+        for i, shard in enumerate(shards, start=1):
+            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            atomic_write(directory / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
 
     def write_config(tmp: str) -> None:
         raw = {"mem4d_config": model.config.to_dict(), **({"about": about} if about else {})}
@@ -73,9 +87,43 @@ def save_pretrained(
     atomic_write(directory / CONFIG_NAME, write_config)
 
 
-def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:
+def _shards(tensors: dict[str, torch.Tensor], max_shard_mb: float | None) -> list[dict[str, torch.Tensor]]:
+    if max_shard_mb is None:
+        return [tensors]
+    limit = max_shard_mb * 2**20
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, v in tensors.items():
+        nbytes = v.numel() * v.element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += nbytes
+    return shards
+
+
+def _read_weights(directory: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    single = directory / WEIGHTS_NAME
+    paths = [single] if single.is_file() else sorted(directory.glob(SHARD_GLOB))
+    if not paths:
+        raise ValueError(f"{single} is missing: from_pretrained expects a directory written by Mem4D.save_pretrained")
+    if len(paths) > 1 or paths[0] != single:
+        count = int(paths[0].name.split("-of-")[1].split(".")[0])
+        if len(paths) != count:
+            raise ValueError(f"{directory} holds {len(paths)} of {count} weight shards; copy all of them")
+    tensors: dict[str, torch.Tensor] = {}
+    for path in paths:
+        try:
+            tensors.update(load_file(str(path), device=str(map_location)))
+        except Exception as err:  # safetensors raises several error types for damaged files
+            raise ValueError(f"{path} is corrupt or not a safetensors file ({err}); re-save the model with save_pretrained") from err
+    return tensors
+
+
+def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mem4D:
     if str(directory) == "default":
         directory = DEFAULT_DIR
         if not (directory / WEIGHTS_NAME).is_file():
@@ -85,19 +133,15 @@ def load_pretrained(cls: type[Mem4D], directory: str | os.PathLike, map_location
             )
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    for path in (cfg_path, w_path):
-        if not path.is_file():
-            raise ValueError(f"{path} is missing: from_pretrained expects a directory written by Mem4D.save_pretrained")
+    if not cfg_path.is_file():
+        raise ValueError(f"{cfg_path} is missing: from_pretrained expects a directory written by Mem4D.save_pretrained")
     try:
         raw = json.loads(cfg_path.read_text())
         config = Mem4DConfig.from_dict(raw["mem4d_config"])
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise ValueError(f"{cfg_path} is not a mem4d config ({err!r}); re-save the model with save_pretrained") from err
     model = cls(config)
-    try:
-        tensors = load_file(str(w_path), device=str(map_location))
-    except Exception as err:  # safetensors raises several error types for damaged files
-        raise ValueError(f"{w_path} is corrupt or not a safetensors file ({err}); re-save the model with save_pretrained") from err
+    tensors = _read_weights(directory, map_location)
     try:
         result = model.load_state_dict(tensors, strict=False)
     except RuntimeError as err:  # shape mismatches

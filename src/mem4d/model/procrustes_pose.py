@@ -75,7 +75,7 @@ def procrustes_motion(pts_cam: Tensor, prev_pts_cam: Tensor, flow: Tensor, weigh
     for _ in range(robust_iters):
         with torch.no_grad():
             r = (q - (p @ R.transpose(-1, -2) + t[:, None])).norm(dim=-1)
-            cauchy = 1 / (1 + (r / (robust_rel * p[..., 2].abs().clamp_min(1e-6))) ** 2)
+            cauchy = (1 / (1 + (r / (robust_rel * p[..., 2].abs().clamp_min(1e-6))) ** 2)).clamp_min(1e-4)
         R, t = rigid_fit(p, q, w * cauchy)
     return se3_from_rt(R, t)
 

@@ -129,6 +129,8 @@ class TrainRecipe:
     device: str = "auto"
     threads: int | None = None
     tensorboard: bool = True
+    data_workers: int = 0  # processes generating/reading clips ahead of the steps (0: in the training loop)
+    time_limit_min: float | None = None  # stop (checkpoint + final weights) after this many minutes, e.g. a GPU burst
 
 
 @dataclass

@@ -120,7 +120,7 @@ class MetricsLog:
 
 @torch.no_grad()
 def validate(model, samples: list, device: torch.device) -> dict[str, float]:
-    """Depth (per-sequence scale) and pose metrics of the model on held-out scenes.
+    """Depth (per-sequence scale), pose and moving-pixel (IoU at 0.5) metrics of the model on held-out scenes.
 
     ATE is averaged over the scenes whose ground-truth camera moves (a pure rotation has no
     Sim(3) alignment, as in the evaluation protocol, which skips such sequences).
@@ -131,10 +131,14 @@ def validate(model, samples: list, device: torch.device) -> dict[str, float]:
     was_training = model.training
     model.eval()
     depth_rows, ates = [], []
+    inter = union = 0.0
     for s in samples:
         out = model(s.images[None].to(device))
         d = depth_metrics(out.depth[0].float().cpu(), s.depth, s.valid, align="scale")
         depth_rows.append((d["abs_rel"], d["delta1"]))
+        if out.dynamic_prob is not None and s.dynamic_mask is not None:
+            pred, gt = (out.dynamic_prob[0].float().cpu() > 0.5) & s.valid, s.dynamic_mask & s.valid
+            inter, union = inter + float((pred & gt).sum()), union + float((pred | gt).sum())
         try:
             ates.append(pose_metrics(out.cam2world[0].double().cpu(), s.cam2world.double())["ate"])
         except PoseAlignmentError:
@@ -146,6 +150,8 @@ def validate(model, samples: list, device: torch.device) -> dict[str, float]:
     }
     if ates:
         row["val/ate"] = sum(ates) / len(ates)
+    if union > 0:
+        row["val/mask_iou"] = inter / union  # moving pixels, pooled over the scenes
     return row
 
 
@@ -189,8 +195,10 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
     bar = _progress(start, t.steps, progress and dist_info.is_main)
     row: dict[str, Any] = {}
     frames_seen, tick = 0, time.perf_counter()
-    for step in range(start, t.steps):
-        clip, targets = _stack(data.batch(step), device)
+    deadline = None if t.time_limit_min is None else time.monotonic() + 60 * t.time_limit_min
+    last_step = t.steps
+    for step, samples in zip(range(start, t.steps), _batches(data, start, t.steps, t.data_workers)):
+        clip, targets = _stack(samples, device)
         with autocast:
             pred = net(clip, detach_every=t.detach_every)
         if use_bf16:  # the objective runs in float32
@@ -205,8 +213,9 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
         scheduler.step()
         frames_seen += clip.shape[0] * clip.shape[1] * dist_info.world_size
         done = step + 1
+        out_of_time = deadline is not None and _agree(time.monotonic() > deadline, dist_info, device)
 
-        if done % t.log_every == 0 or done == t.steps:
+        if done % t.log_every == 0 or done == t.steps or out_of_time:
             elapsed = time.perf_counter() - tick
             row = {"step": done, "loss": mean_across(loss, dist_info).item()}
             row.update({k: v.item() for k, v in terms.items() if k != "total"})
@@ -219,7 +228,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
                         tb.add_scalar(f"train/{k}", v, done)
                 _log_depth_images(tb, pred, done)
             bar.set_postfix(loss=f"{row['loss']:.4f}", fps=f"{row['frames_per_s']:.1f}")
-        if val_set and ((t.val_every and done % t.val_every == 0) or done == t.steps):
+        if val_set and ((t.val_every and done % t.val_every == 0) or done == t.steps or out_of_time):
             val_row = {"step": done, **validate(model, val_set, device)}
             log.write(val_row)
             if tb is not None:
@@ -227,10 +236,16 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
                     if k != "step":
                         tb.add_scalar(k, v, done)
             row.update(val_row)
-        if dist_info.is_main and (done % t.ckpt_every == 0 or done == t.steps):
+        if dist_info.is_main and (done % t.ckpt_every == 0 or done == t.steps or out_of_time):
             save_checkpoint(run_dir, done, model, optimizer, scheduler, recipe.to_dict(), keep=t.keep_checkpoints)
         bar.update(1)
+        if out_of_time:
+            last_step = done
+            break
     bar.close()
+    if last_step < t.steps and dist_info.is_main:
+        print(f"train.time_limit_min={t.time_limit_min} reached at step {last_step} of {t.steps}; "
+              "continue with --resume")
     digests = gather_digests(model, dist_info)  # replicas must be identical after DDP training
     if dist_info.is_main:
         model.save_pretrained(run_dir / "final")
@@ -239,6 +254,41 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
         tb.close()
     shutdown_distributed()
     return row
+
+
+def _batches(data, start: int, steps: int, workers: int):
+    """The clips of steps ``start..steps-1``, in order; with ``workers`` > 0 made ahead by that many
+    processes (each step's clips depend only on the step, so the result is the same)."""
+    if workers <= 0:
+        return (data.batch(step) for step in range(start, steps))
+    loader = torch.utils.data.DataLoader(_StepClips(data, start, steps), batch_size=None, num_workers=workers,
+                                         prefetch_factor=4, persistent_workers=False)
+    return iter(loader)
+
+
+class _StepClips(torch.utils.data.Dataset):
+    """Step index -> that step's list of `Sample` clips (for DataLoader workers)."""
+
+    def __init__(self, data, start: int, steps: int) -> None:
+        self.data, self.start, self.steps = data, start, steps
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, i: int):
+        torch.set_num_threads(1)
+        return self.data.batch(self.start + i)
+
+
+def _agree(flag: bool, dist_info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when any rank says so (all ranks must stop at the same step)."""
+    if not dist_info.enabled:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
 
 
 def _tensorboard(run_dir: Path, enabled: bool):
