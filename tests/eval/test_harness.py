@@ -202,6 +202,27 @@ def test_baselines_give_floors(work):
     assert oracle["depth"]["scale"]["dataset"]["delta1"] > 0.95
     assert oracle["pose"]["dataset"]["ate"] < 1e-6 and oracle["pose"]["dataset"]["rpe_rot"] < 1e-3
     assert c["abs_rel"] > 5 * oracle["depth"]["scale"]["dataset"]["abs_rel"]
+    assert oracle["motion"]["dataset"]["iou"] > 0.99  # its moving-pixel map is the ground-truth mask
+    assert "motion" not in const  # no dynamic_prob, no motion score
+
+
+def test_moving_pixel_scores():
+    from mem4d.data.synthetic import make_scene
+    from mem4d.eval.score import motion_scores
+
+    gt = make_scene(3, 2, image_size=(48, 64), dynamic=True, num_objects=2)
+    mask = gt.dynamic_mask.numpy()
+    assert mask.any()
+    exact = motion_scores(mask.astype(np.float32), gt)
+    assert exact["iou"] == 1.0 and exact["fp"] == 0 and exact["fn"] == 0
+    none = motion_scores(np.zeros_like(mask, dtype=np.float32), gt)
+    assert none["iou"] == 0.0 and none["recall"] == 0.0
+    everything = motion_scores(np.ones_like(mask, dtype=np.float32), gt)
+    assert 0 < everything["iou"] == everything["precision"] < 0.5 and everything["recall"] == 1.0
+    half = motion_scores(np.repeat(np.repeat(mask, 2, 1), 2, 2)[:, ::2, ::2].astype(np.float32), gt)
+    assert half["iou"] == 1.0
+    small = motion_scores(mask[:, ::2, ::2].astype(np.float32), gt)  # predicted at half the size: resized
+    assert small["iou"] > 0.6
 
 
 def test_table_merges_results(work, synth_run, capsys):

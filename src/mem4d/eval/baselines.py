@@ -121,7 +121,10 @@ class Oracle(_Baseline):
     def run(self, frames: Sample, gt: Sample, benchmark: Benchmark, want_points: bool) -> dict[str, np.ndarray]:
         depth = torch.where(frames.valid, frames.depth, torch.zeros(())).numpy().astype(np.float32)
         K = frames.intrinsics.double().numpy()
-        return _outputs(depth, K, frames.cam2world.double().numpy(), want_points)
+        out = _outputs(depth, K, frames.cam2world.double().numpy(), want_points)
+        if frames.dynamic_mask is not None:
+            out["dynamic_prob"] = frames.dynamic_mask.numpy().astype(np.float16)
+        return out
 
 
 BASELINES: dict[str, type[_Baseline]] = {c.name: c for c in (ConstantDepth, IdentityPose, Oracle)}

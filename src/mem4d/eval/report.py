@@ -140,6 +140,7 @@ def _flat_table(results: Sequence[dict[str, Any]], task: str, title: str,
 
 
 _POSE_COLS = [("ate", "ATE ↓", 3), ("rpe_trans", "RPE trans ↓", 3), ("rpe_rot", "RPE rot ↓", 3)]
+_MOTION_COLS = [("iou", "IoU ↑", 3), ("precision", "precision ↑", 3), ("recall", "recall ↑", 3)]
 _RECON_COLS = [("acc", "Acc Mean ↓", 3), ("acc_med", "Acc Med. ↓", 3), ("comp", "Comp Mean ↓", 3),
                ("comp_med", "Comp Med. ↓", 3), ("nc", "NC Mean ↑", 3), ("nc_med", "NC Med. ↑", 3)]
 
@@ -150,6 +151,7 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
         _depth_table(results),
         _flat_table(results, "pose", "Camera pose (Table 2 layout)", _POSE_COLS),
         _flat_table(results, "recon", "3D reconstruction (Table 3 layout)", _RECON_COLS),
+        _flat_table(results, "motion", "Moving pixels (dynamic_prob > 0.5; not in the paper)", _MOTION_COLS),
     ]
     return "\n".join(p for p in parts if p)
 

@@ -19,6 +19,11 @@ and computes, for the tasks the benchmark declares (PROTOCOLS section 1):
   single point, best placed at the GT centroid) and the errors are well defined (ATE = RMS
   distance of the GT centres to their centroid; relative translations of the prediction are
   zero); those are scored and flagged ``degenerate="constant_position"``.
+- ``motion`` (not in the paper), whenever the predictions carry ``dynamic_prob`` and the
+  ground truth has moving-pixel masks (the synthetic benchmarks): ``dynamic_prob`` resized to
+  the GT size (bilinear), thresholded at 0.5, against the mask over valid pixels: IoU per
+  sequence (pixels of all frames pooled) and for the dataset (all pixels pooled), with
+  precision and recall.
 - ``recon`` (Table 3): predicted world points and GT points (GT depth resampled to the model
   resolution, in GT camera-0 coordinates) are aligned by median depth shift and scale over
   all GT-valid pixels, cropped to the central 224x224 pixels at 512 px (scaled with the input
@@ -70,6 +75,7 @@ __all__ = [
     "pose_scores",
     "read_manifest",
     "read_prediction",
+    "motion_scores",
     "recon_scores",
     "score",
 ]
@@ -204,6 +210,24 @@ def pose_scores(pred_cam2world: np.ndarray, gt_cam2world: np.ndarray) -> dict[st
     }
 
 
+def motion_scores(dynamic_prob: np.ndarray, gt: Sample) -> dict[str, float]:
+    """Moving-pixel counts and IoU of one sequence (see the module docstring)."""
+    prob = torch.from_numpy(np.asarray(dynamic_prob, dtype=np.float32))[:, None]
+    if tuple(prob.shape[-2:]) != tuple(gt.image_size):
+        prob = torch.nn.functional.interpolate(prob, size=gt.image_size, mode="bilinear", align_corners=False)
+    pred, mask, valid = prob[:, 0] > 0.5, gt.dynamic_mask.bool(), gt.valid.bool()
+    tp = int((pred & mask & valid).sum())
+    fp = int((pred & ~mask & valid).sum())
+    fn = int((~pred & mask & valid).sum())
+    return {"tp": tp, "fp": fp, "fn": fn, **_iou(tp, fp, fn)}
+
+
+def _iou(tp: int, fp: int, fn: int) -> dict[str, float]:
+    nan = float("nan")
+    return {"iou": tp / (tp + fp + fn) if tp + fp + fn else nan, "precision": tp / (tp + fp) if tp + fp else nan,
+            "recall": tp / (tp + fn) if tp + fn else nan}
+
+
 def recon_scores(pred_pts: np.ndarray, frames: Sample, size: int, icp_threshold: float) -> dict[str, float]:
     """Reconstruction metrics of one scene; ``frames`` is the GT at the model resolution."""
     from mem4d.geometry.camera import depth_to_pts_world
@@ -288,6 +312,7 @@ def score(
     pose_skipped: dict[str, str] = {}
     recon_rows: dict[str, dict[str, Any]] = {}
     recon_skipped: dict[str, str] = {}
+    motion_rows: dict[str, dict[str, float]] = {}
     known = set(bench.sequences(root)) if bench.needs_data else None
 
     for i, entry in enumerate(manifest["sequences"]):
@@ -311,6 +336,8 @@ def score(
                 pose_rows[name] = pose_scores(arrays["cam2world"], gt.cam2world.double().numpy())
             except PoseAlignmentError as err:
                 pose_skipped[name] = str(err)
+        if "dynamic_prob" in arrays and gt.dynamic_mask is not None:
+            motion_rows[name] = motion_scores(arrays["dynamic_prob"], gt)
         if "recon" in tasks:
             frames = bench.prepare(gt, size)
             if tuple(frames.image_size) != tuple(entry["input_size"]):
@@ -354,6 +381,12 @@ def score(
         results["recon"] = {"dataset": _mean(list(recon_rows.values()), RECON_KEYS), "per_sequence": recon_rows,
                             "skipped": recon_skipped}
         results["recon"]["dataset"]["n_skipped"] = len(recon_skipped)
+
+    if motion_rows:
+        tp, fp, fn = (sum(r[k] for r in motion_rows.values()) for k in ("tp", "fp", "fn"))
+        dataset = {"n_sequences": len(motion_rows), **_iou(tp, fp, fn),
+                   "mean_sequence_iou": float(np.nanmean([r["iou"] for r in motion_rows.values()]))}
+        results["motion"] = {"dataset": dataset, "per_sequence": motion_rows}
 
     markdown = render_results(results)
     with atomic_output_dir(out, overwrite) as tmp:
