@@ -182,3 +182,28 @@ def test_motion_head_starts_unchanged_by_the_evidence_branch():
     with torch.no_grad():
         with_evidence.evidence[-1].bias.fill_(1.0)
     assert (with_evidence(tokens, tdm, (3, 4), evidence) > plain(tokens, tdm, (3, 4))).all()
+
+
+def test_refinement_starts_from_the_networks_motion(monkeypatch):
+    """With refinement on, a procrustes model hands its own motion t-1 -> t to the alignment as the first start."""
+    import mem4d.model.mem4d as mem4d_module
+
+    torch.manual_seed(0)
+    cfg = Mem4DConfig.tiny()
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes",
+                                                             pose_refinement="photometric"))
+    model = Mem4D(cfg).eval()
+    seen = []
+    real = mem4d_module.refine_pose
+
+    def spy(frame, out, state, new_state, **kw):
+        if state.frame_index > 0:
+            expected = torch.linalg.inv(out.cam2world.float()) @ state.cam2world.float()
+            seen.append(torch.allclose(kw["start_a2b"], expected, atol=1e-5))
+        return real(frame, out, state, new_state, **kw)
+
+    monkeypatch.setattr(mem4d_module, "refine_pose", spy)
+    with torch.no_grad():
+        out = model(make_clip(3, seed=8))
+    assert seen == [True, True]
+    torch.testing.assert_close(out.pts_world, transform_points(out.cam2world[:, :, None, None], out.pts_cam))

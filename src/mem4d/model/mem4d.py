@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from mem4d.config import Mem4DConfig
 from mem4d.layers.rope import RotaryEmbedding
 from mem4d.model.camera_head import CameraHead, chain_pose
-from mem4d.geometry.se3 import transform_points
+from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.checkpointing import CheckpointedBlocks
 from mem4d.model.correspondence import CorrespondenceHead
 from mem4d.model.decoder import FusionDecoder
@@ -158,7 +158,10 @@ class Mem4D(nn.Module):
         if self.tdm is not None and enriched:
             new_state = replace(new_state, tdm_feats=[*state.tdm_feats, x][-cfg.tdm.num_past:])
         if cfg.heads.pose_refinement == "photometric":
-            out, new_state = refine_pose(frame, out, state, new_state)
+            start = None  # the network's own motion t-1 -> t is the refinement's first start
+            if self.correspondence is not None and t > 0:
+                start = se3_inverse(out.cam2world.detach().float()) @ state.cam2world.float()
+            out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start)
         return out, new_state
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,

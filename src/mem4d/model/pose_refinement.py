@@ -8,7 +8,8 @@ level has a long side of at most 32 pixels whatever the input size (`pyramid_lev
 at 96x128, 4 at 192x256, 5 at 384x512), started
 twice, from the previous frame-to-frame motion (constant velocity) and from no motion, keeping
 the start that ends with the lower photometric cost, so that one failed frame does not derail
-the next through the velocity. Measured (`bench/bench_pose_refinement.py`, docs/RESULTS.md):
+the next through the velocity; with ``heads.camera_pose == "procrustes"`` the first start is
+the network's own frame t-1 -> t motion instead of the velocity. Measured (`bench/bench_pose_refinement.py`, docs/RESULTS.md):
 with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
 the mean rotation error per frame from 0.1 / 4.0 / 20.3 / 0.9 to 0.1 / 3.7 / 6.8 / 0.5 degrees;
 a 4th pyramid level helped more there but did worse on `synthetic-dynamic` with the step-3200
@@ -40,11 +41,11 @@ ITERS = (12, 8, 6)  # Gauss-Newton iterations per level, coarsest first; finer e
 
 
 def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int | None,
-           iters: tuple[int, ...], two_starts: bool) -> torch.Tensor:
-    """Frame t-1 -> t motion (B, 4, 4): from the constant-velocity start, or the better (lower
-    final cost) of that and the identity start."""
+           iters: tuple[int, ...], two_starts: bool, start_a2b: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame t-1 -> t motion (B, 4, 4): from ``start_a2b`` (default: the constant-velocity start),
+    or the better (lower final cost) of that and the identity start."""
     B = frame.shape[0]
-    starts = state.pose_velocity
+    starts = state.pose_velocity if start_a2b is None else start_a2b
     if two_starts:
         starts = torch.cat([starts, torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4)])
     k = starts.shape[0] // B
@@ -60,6 +61,7 @@ def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, le
 def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
     levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
+    start_a2b: torch.Tensor | None = None,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
@@ -72,6 +74,9 @@ def refine_pose(
             the frame, the coarsest level at most 32 pixels long), Gauss-Newton iterations per
             level (coarsest first) and whether to also start from no motion (the model's
             settings are the defaults; `bench/bench_pose_refinement.py` compares others).
+        start_a2b: (B, 4, 4) a first guess of the frame t-1 -> t motion to start from instead
+            of the constant velocity (the network's own motion with ``camera_pose ==
+            "procrustes"``); the identity start stays the alternative.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).
@@ -83,7 +88,8 @@ def refine_pose(
     if state.frame_index == 0:
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
-        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts)
+        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts,
+                        None if start_a2b is None else start_a2b.detach().float())
         cam2world = state.cam2world @ se3_inverse(motion)
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
