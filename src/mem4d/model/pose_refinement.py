@@ -9,8 +9,8 @@ at 96x128, 4 at 192x256, 5 at 384x512), started
 twice, from the previous frame-to-frame motion (constant velocity) and from no motion, keeping
 the start that ends with the lower photometric cost, so that one failed frame does not derail
 the next through the velocity; with ``heads.camera_pose == "procrustes"`` the first start is
-the network's own frame t-1 -> t motion instead of the velocity. Measured (`bench/bench_pose_refinement.py`, docs/RESULTS.md):
-with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
+the network's own frame t-1 -> t motion instead of the velocity. Measured
+(`bench/bench_pose_refinement.py`, docs/RESULTS.md): with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
 the mean rotation error per frame from 0.1 / 4.0 / 20.3 / 0.9 to 0.1 / 3.7 / 6.8 / 0.5 degrees;
 a 4th pyramid level helped more there but did worse on `synthetic-dynamic` with the step-3200
 checkpoint's depth (ATE 0.094 vs 0.088). With a fixed 3 levels, a larger input made the
