@@ -69,6 +69,8 @@ def test_bench_rejects_bad_arguments(argv, match, restore_threads):
         args.run(args)
 
 
-def test_bench_size_must_be_hxw():
+def test_bench_size_is_the_long_side_or_hxw():
+    assert _parse(["--size", "64"]).size == (48, 64)  # the long side, 3:4 as every synthetic scene
+    assert _parse(["--size", "32x48"]).size == (32, 48)
     with pytest.raises(SystemExit):
-        _parse(["--size", "64"])
+        _parse(["--size", "big"])

@@ -73,7 +73,9 @@ def inputs(tmp_path_factory, single_thread):
 
 
 def _run(inp, out: Path, ckpt: str, *extra: str) -> int:
-    return main(["reconstruct", str(inp), "--out", str(out), "--ckpt", ckpt, "--size", "64", "--no-progress", *extra])
+    threads = [] if "--threads" in extra else ["--threads", "1"]
+    return main(["reconstruct", str(inp), "--out", str(out), "--ckpt", ckpt, "--size", "64", "--no-progress", *threads,
+                 *extra])
 
 
 def _reference(ckpt: str, rgb: np.ndarray):
@@ -156,7 +158,9 @@ def test_outputs_match_the_model(folder_run, inputs):
         dyn_png = np.asarray(Image.open(out / "dynamic" / f"{stem}.png"))
         assert dyn_png.dtype == np.uint8 and np.abs(dyn_png / 255.0 - dyn).max() <= 0.5 / 255 + 1e-6
         moving = read_ply(out / "moving" / f"{stem}.ply")
-        assert len(moving["xyz"]) == int((dyn > 0.5).sum())  # confidence ~3.7 > 1.5 everywhere
+        conf, valid = np.load(out / "conf" / f"{stem}.npy"), depth > 0
+        threshold = float(np.quantile(conf[valid].astype(np.float64), 0.1))  # the default: the least confident 10 % out
+        assert len(moving["xyz"]) == int(((dyn > 0.5) & (conf >= threshold) & valid).sum())
     static = read_ply(out / "static.ply")
     assert len(static["xyz"]) >= 1 and static["rgb"].dtype == np.uint8
     assert np.isfinite(static["xyz"]).all()
@@ -355,16 +359,46 @@ def test_camera_stopped_with_ctrl_c_is_a_complete_result(inputs, tmp_path, monke
     np.testing.assert_allclose(read_tum_trajectory(out / "trajectory.txt").timestamps, [0, 1 / 30, 2 / 30], atol=1e-6)
 
 
-def test_overwrite(inputs, tmp_path, capsys):
-    out = tmp_path / "recon"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    assert _run(inputs["frames"], out, inputs["ckpt"], "--max-frames", "2") == 2
+def test_overwrite_replaces_only_an_earlier_reconstruction(inputs, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    for extra in ([], ["--overwrite"]):  # the user's own files are never replaced, not even with --overwrite
+        assert _run(inputs["frames"], mine, inputs["ckpt"], "--max-frames", "2", *extra) == 2
+        assert "not a mem4d reconstruction" in capsys.readouterr().err
+        assert (mine / "thesis.tex").read_text() == "precious" and len(list(mine.iterdir())) == 1
+    recon = tmp_path / "recon"
+    assert _run(inputs["frames"], recon, inputs["ckpt"], "--max-frames", "1", "--no-video") == 0
+    assert "1 frame (48x64 HxW)" in capsys.readouterr().out  # one frame, not "1 frames"
+    assert _run(inputs["frames"], recon, inputs["ckpt"], "--max-frames", "2", "--no-video") == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "old.txt").exists()
-    assert _run(inputs["frames"], out, inputs["ckpt"], "--max-frames", "2", "--overwrite", "--no-video") == 0
-    assert not (out / "old.txt").exists() and json.loads((out / "meta.json").read_text())["frames"] == 2
+    assert _run(inputs["frames"], recon, inputs["ckpt"], "--max-frames", "2", "--overwrite", "--no-video") == 0
+    assert json.loads((recon / "meta.json").read_text())["frames"] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(inputs["frames"], empty, inputs["ckpt"], "--max-frames", "1", "--no-video") == 0
+    assert json.loads((empty / "meta.json").read_text())["complete"] is True
     assert not _leftovers(tmp_path)
+
+
+def test_an_unwritable_output_is_an_input_error_naming_out(inputs, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    out = tmp_path / "ro" / "recon"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only place (root ignores chmod)
+    assert _run(inputs["frames"], out, inputs["ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}" in err and "permission denied" in err and ".partial-" not in err
+    monkeypatch.undo()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".recon.partial-abc"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # the check passes but the folder cannot be made
+    assert _run(inputs["frames"], out, inputs["ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}" in err and "Permission denied" in err and ".partial-" not in err
+    assert not out.exists()
 
 
 def _garbage_ckpt(root: Path) -> str:
@@ -408,6 +442,8 @@ def _mismatched_ckpt(root: Path) -> str:
     ("bad_intrinsics", "--intrinsics must be four numbers"),
     ("negative_focal", "focal lengths must be > 0"),
     ("bad_size", "multiple of 16"),
+    ("size_hxw", "long side only"),
+    ("bad_conf_threshold", "--conf-threshold takes auto"),
     ("bad_stride", "--stride"),
     ("no_glob_match", "matches no images"),
     ("fp16_cpu", "fp16"),
@@ -454,6 +490,10 @@ def test_bad_inputs_fail_cleanly(case, message, inputs, tmp_path, capsys):
         extra = ["--intrinsics=-5,500,320,240"]
     elif case == "bad_size":
         extra = ["--size", "100"]
+    elif case == "size_hxw":
+        extra = ["--size", "48x64"]
+    elif case == "bad_conf_threshold":
+        extra = ["--conf-threshold", "high"]
     elif case == "bad_stride":
         extra = ["--stride", "0"]
     elif case == "no_glob_match":
@@ -551,7 +591,71 @@ def test_view_hook_gets_every_frame(inputs, tmp_path, monkeypatch):
 def test_help_lists_reconstruct(capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--help"])
-    assert "--intrinsics" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--intrinsics" in text and "--threads" in text
+    assert "128 for the shipped model" in text and "512" not in text  # the default --size is the model's
+
+
+def _low_confidence_ckpt(root: Path) -> str:
+    """The test model with a world confidence of ~1.05 everywhere, as the shipped model's on real video."""
+    model = _tiny_model()
+    with torch.no_grad():
+        for head in (model.head_cam, model.head_world):
+            head.dpt.out_conv3.bias[3] = -3.0  # confidence 1 + exp(-3)
+    model.save_pretrained(root / "low_conf_ckpt")
+    return str(root / "low_conf_ckpt")
+
+
+def test_the_default_confidence_threshold_adapts_to_the_model(inputs, tmp_path, capsys):
+    """A fixed 1.5 keeps nothing of a model whose confidence is ~1.05 (and says so); the default keeps
+    each frame but its least confident 10 % (tests/scene/test_cli_scene.py renders what it keeps)."""
+    ckpt = _low_confidence_ckpt(tmp_path)
+    out = tmp_path / "auto"
+    assert _run(inputs["frames"], out, ckpt, "--scene-memory", "--no-video") == 0
+    assert "warning" not in capsys.readouterr().err
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["conf_threshold"] == "auto:0.1" and meta["median_confidence"] < 1.1
+    assert 0.85 <= meta["confident_fraction"] <= 0.95
+    assert meta["static_points"] > 0
+
+    fixed = tmp_path / "fixed"
+    assert _run(inputs["frames"], fixed, ckpt, "--scene-memory", "--no-video", "--conf-threshold", "1.5") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: static.ply is empty" in err and "--conf-threshold auto" in err and "scene_memory/" in err
+    meta = json.loads((fixed / "meta.json").read_text())
+    assert meta["static_points"] == 0 and meta["confident_fraction"] == 0
+
+
+def test_threads_default_leaves_a_core_free_and_is_recorded(inputs, tmp_path, capsys):
+    from mem4d.cli.threads import default_threads
+
+    before = torch.get_num_threads()
+    try:
+        out = tmp_path / "auto"
+        assert _run(inputs["frames"], out, inputs["ckpt"], "--max-frames", "1", "--no-video", "--threads", "auto") == 0
+        assert json.loads((out / "meta.json").read_text())["threads"] == default_threads()
+        out = tmp_path / "two"
+        assert _run(inputs["frames"], out, inputs["ckpt"], "--max-frames", "1", "--no-video", "--threads", "2") == 0
+        assert json.loads((out / "meta.json").read_text())["threads"] == 2 and torch.get_num_threads() == 2
+        assert "2 threads" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_size_is_printed_as_hxw_and_a_crop_is_announced(inputs, tmp_path, capsys):
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(inputs["rgb"][i]).resize((120, 48)).save(folder / f"{i}.png")  # 48x120: 2.5:1
+    assert _run(folder, tmp_path / "recon", inputs["ckpt"], "--no-video") == 0
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "(32x64 HxW" in err
+    assert "frames of 48x120 (HxW) are resized to 32x80 and centre-cropped to 32x64" in err
+    assert "cutting 20.0 % of the width" in err
+    assert "2 frames (32x64 HxW)" in captured.out
+    assert _run(inputs["frames"], tmp_path / "plain", inputs["ckpt"], "--max-frames", "1", "--no-video") == 0
+    assert "centre-cropped" not in capsys.readouterr().err  # 48x64 needs no crop
 
 
 def test_untrained_model_with_no_valid_depth_still_writes_a_result(inputs, tmp_path):
@@ -568,3 +672,45 @@ def test_untrained_model_with_no_valid_depth_still_writes_a_result(inputs, tmp_p
     assert len(read_ply(out / "static.ply")["xyz"]) == 0
     assert (np.asarray(Image.open(out / "depth" / "000001.png")) == 0).all()
     assert (out / "scene.glb").is_file() and (out / "scene_memory").is_dir()
+
+
+def test_sigint_mid_stream_leaves_a_readable_partial_result(inputs, tmp_path):
+    """Ctrl-C as a terminal sends it: a real SIGINT to a `mem4d reconstruct` process while it streams."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    for i in range(300):  # long enough to be still streaming when the signal comes
+        Image.fromarray(inputs["rgb"][i % T]).save(folder / f"{i:04d}.png")
+    out = tmp_path / "recon"
+    proc = subprocess.Popen([sys.executable, "-m", "mem4d.cli.main", "reconstruct", str(folder), "--out", str(out),
+                             "--ckpt", inputs["ckpt"], "--size", "64", "--threads", "1", "--no-progress",
+                             "--no-video"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        give_up = time.monotonic() + 300  # a guard against a hang, not a speed requirement
+        written = 0
+        while written < 3 and proc.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.05)
+            for traj in tmp_path.glob(".recon.partial-*/trajectory.txt"):
+                written = sum(1 for line in traj.read_text().splitlines() if line and not line.startswith("#"))
+        assert proc.poll() is None, "the reconstruction ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert 'meta.json "complete": false' in stderr and "Traceback" not in stderr
+    meta = json.loads((out / "meta.json").read_text())
+    n = meta["frames"]
+    assert meta["complete"] is False and 3 <= n < 300
+    assert len(read_tum_trajectory(out / "trajectory.txt")) == n
+    assert sorted(p.name for p in (out / "depth").glob("*.npy")) == [f"{i:06d}.npy" for i in range(n)]
+    assert all(np.isfinite(np.load(out / "pts_world" / f"{i:06d}.npy")).all() for i in (0, n - 1))
+    assert len(read_ply(out / "static.ply")["xyz"]) == meta["static_points"]
+    assert len(read_colmap_text(out / "colmap")["images"]) == n
+    assert len(json.loads((out / "transforms.json").read_text())["frames"]) == n
+    assert not _leftovers(tmp_path)

@@ -76,7 +76,7 @@ def test_synth_bad_arguments_fail_cleanly(tmp_path, capsys, bad, message):
 def test_an_unwritable_output_path_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(["synth", str(blocker / "out"), "--frames", "2", "--size", "32x32"]) == 1
+    assert main(["synth", str(blocker / "out"), "--frames", "2", "--size", "32x32"]) == 2
     err = capsys.readouterr().err
     assert "mem4d synth: error: Not a directory" in err and str(blocker / "out") in err
     assert "Traceback" not in err
@@ -160,14 +160,16 @@ def test_demo_with_a_checkpoint_reconstructs_and_scores(tmp_path, capsys, tiny_c
     assert (out / "frames" / "000003.png").exists()  # the input stays next to it
     report = (out / "report.html").read_text()
     for text in ("AbsRel (scale)", "AbsRel (metric)", "ATE (m)", "RPE rot", "baseline:constant-depth",
-                 "baseline:identity-pose", "predicted depth", "Sim(3)", "mem4d view"):
+                 "predicted depth", "Sim(3)", "mem4d view", "depth colour scale", "Moving-pixel map"):
         assert text in report, text
     assert "http://" not in report and "https://" not in report
     rows = json.loads((out / "metrics.json").read_text())
-    assert [r["name"] for r in rows] == ["mem4d", "baseline:constant-depth", "baseline:identity-pose"]
+    assert [r["name"] for r in rows] == ["mem4d", "baseline:constant-depth"]
     assert rows[1]["scale_abs_rel"] > 0 and rows[1]["ate"] > 0
     printed = capsys.readouterr().out
-    assert "AbsRel (scale)" in printed and "baseline:constant-depth" in printed and "baseline:identity-pose" in printed
+    assert "AbsRel (scale)" in printed and "baseline:constant-depth" in printed and "Moving-pixel map" in printed
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in recon.iterdir())
+    assert f"docs/OUTPUTS.md): {' '.join(written)}" in printed  # the listing is what was written
     assert f"mem4d view {recon}" in printed
     assert "NO TRAINED MODEL" not in printed
     assert _leftovers(tmp_path) == []
@@ -246,3 +248,20 @@ def test_console_script_help():
     assert "synth" in result.stdout and "demo" in result.stdout
     result = subprocess.run([str(exe), "synth", "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--num-scenes" in result.stdout
+
+
+def test_demo_lists_only_what_was_written(tmp_path, capsys, tiny_ckpt, monkeypatch):
+    """Without trimesh, scene.glb is skipped: neither the printed listing nor the report promises it."""
+    from mem4d.viz import glb
+
+    def missing():
+        raise glb.TrimeshMissing("scene.glb needs trimesh: pip install 'mem4d[export]'")
+
+    monkeypatch.setattr(glb, "_trimesh", missing)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--ckpt", str(tiny_ckpt), "--frames", "3", "--size", "64"]) == 0
+    assert not (out / "reconstruction" / "scene.glb").exists()
+    printed = capsys.readouterr().out
+    assert "scene.glb" not in printed and "static.ply" in printed
+    report = (out / "report.html").read_text()
+    assert "scene.glb" not in report and "<code>static.ply</code>" in report

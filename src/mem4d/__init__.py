@@ -19,6 +19,7 @@ _LAZY = {
     "Mem4D": "mem4d.model.mem4d",
     "Mem4DConfig": "mem4d.config",
     "Sample": "mem4d.data.sample",
+    "StreamState": "mem4d.model.state",
 }
 
 __all__ = ["__version__", *_LAZY]

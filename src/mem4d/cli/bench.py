@@ -2,7 +2,7 @@
 
 Thin wrapper over :func:`mem4d.model.benchmark.benchmark`. Example::
 
-    mem4d bench --preset small --size 192x256 --frames 60 --threads 2
+    mem4d bench --preset small --size 256 --frames 60 --threads 2     # 192x256 (HxW)
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from mem4d.cli.sizes import SIZE_HELP_SYNTHETIC, synthetic_size
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must be HxW in pixels, e.g. 192x256, got {text!r}") from None
-    return h, w
+        return synthetic_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,13 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "OMP_WAIT_POLICY=PASSIVE in the environment for multi-thread runs (spin-waiting threads collapse when "
         "other processes compete for the cores); the report records it and the load average.",
     )
-    p.add_argument("--preset", choices=["tiny", "small", "paper"], default="tiny")
+    p.add_argument("--preset", choices=["tiny", "small", "paper"], default="tiny",
+                   help="model size: tiny (4.4 M parameters, the shipped model's), small (47 M) or paper (530 M); "
+                   "random weights (default tiny)")
     p.add_argument("--variant", default="full", help="full | no_tdm | no_psm | no_tca | unified")
     p.add_argument("--size", type=_size, default=None,
-                   help="HxW in pixels, multiples of 16 (default: the preset's, e.g. 192x256 for small)")
+                   help=f"frame size: {SIZE_HELP_SYNTHETIC}; multiples of 16 (default: the preset's, e.g. 192x256 "
+                   "for small)")
     p.add_argument("--frames", type=int, default=50, help="frames in the measured stream (default 50)")
     p.add_argument("--warmup", type=int, default=None, help="throw-away frames first (default 3 CPU / 20 CUDA)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype (fp32: none)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (reported)")
     p.add_argument("--batch", type=int, default=1, help="lockstep streams per step (default 1: streaming)")
@@ -93,6 +97,7 @@ def format_report(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mem4d.cli.reconstruct import resolve_device
     from mem4d.config import Mem4DConfig
     from mem4d.model.benchmark import benchmark
 
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         args.size or config.image_size,
         args.frames,
-        device=args.device,
+        device=str(resolve_device(args.device)),
         dtype=args.dtype,
         threads=args.threads,
         warmup=args.warmup,

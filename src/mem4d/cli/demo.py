@@ -3,7 +3,7 @@ scores the result against the scene's ground truth, with an HTML report.
 
     mem4d demo                          # -> demo_out/report.html (about a minute on a laptop CPU)
     mem4d demo --ckpt runs/ship/final   # a model you trained
-    mem4d demo --out d --frames 16 --size 48x64 --overwrite
+    mem4d demo --out d --frames 16 --size 64 --overwrite   # 48x64 (HxW)
 
 1. A synthetic scene (fixed seed, hand-held moving camera, three moving objects) is rendered;
    its frames are the input (``frames/``), its depth, moving-pixel masks and camera path the
@@ -38,7 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mem4d.cli.sizes import SIZE_HELP_SYNTHETIC, format_hw
 from mem4d.cli.synth import parse_size
+from mem4d.cli.threads import add_threads_argument
 
 PROG = "mem4d demo"
 MARKER = "demo.json"  # written last; marks a folder as a demo result that a rerun may replace
@@ -63,11 +65,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "shipped model (default: the shipped model if this install has one, else ground truth only)")
     parser.add_argument("--no-model", action="store_true", help="show the ground truth only, even if a model exists")
     parser.add_argument("--frames", type=int, default=32, help="number of frames (default 32)")
-    parser.add_argument("--size", default="96x128",
-                        help="image size HxW (default 96x128, the shipped model's training size); with a model "
-                        "both sides must be multiples of its patch size (16)")
+    parser.add_argument("--size", default="128",
+                        help=f"image size: {SIZE_HELP_SYNTHETIC} (default 128: 96x128, the shipped model's training "
+                        "size); with a model both sides must be multiples of its patch size (16)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    add_threads_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out even if it is not an earlier demo result")
     parser.set_defaults(run=run)
@@ -79,8 +82,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------------
 
 
-def _camera_plot(sample, path: Path) -> None:
-    """Top view (x right, z forward of the first camera) of camera centres, view directions and points."""
+def camera_plot(sample, path: Path):
+    """Top view (x right, z forward of the first camera) of camera centres, view directions and points,
+    saved to ``path``; returns the matplotlib Figure. The legend, one entry per moving object in its
+    colour, sits beside the axes so that it covers no data."""
     import math
 
     import numpy as np
@@ -95,7 +100,7 @@ def _camera_plot(sample, path: Path) -> None:
     valid = sample.valid.numpy()
     dyn = sample.dynamic_mask.numpy()
     rng = np.random.default_rng(0)
-    fig = Figure(figsize=(7, 7), dpi=110)
+    fig = Figure(figsize=(9.5, 7), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     static = pts[valid & ~dyn]
@@ -106,18 +111,16 @@ def _camera_plot(sample, path: Path) -> None:
     moving = pts[valid & dyn]
     ids = sample.instance_ids.numpy()[valid & dyn]
     if len(moving):
+        from matplotlib import colormaps
+
         pick = rng.choice(len(moving), size=min(len(moving), 6000), replace=False)
-        ax.scatter(
-            moving[pick, 0],
-            moving[pick, 2],
-            s=1.0,
-            c=ids[pick],
-            cmap="tab10",
-            vmin=0,
-            vmax=9,
-            linewidths=0,
-            label="moving objects (all frames)",
-        )
+        colours = colormaps["tab10"]
+        kinds = list(sample.meta.get("object_kinds", []))  # instance k (1, 2, ...) is the k-th object
+        for k, obj in enumerate(np.unique(ids[pick])):  # one legend entry per object, in its own colour
+            sel = pick[ids[pick] == obj]
+            kind = f" ({kinds[int(obj) - 1]})" if 1 <= int(obj) <= len(kinds) else ""
+            ax.scatter(moving[sel, 0], moving[sel, 2], s=1.0, color=colours(k % 10), linewidths=0,
+                       label=f"moving object {int(obj)}{kind}, all frames")
     ax.plot(centres[:, 0], centres[:, 2], "-", color="tab:blue", lw=1.5, label="camera path")
     K = sample.intrinsics[0].double().numpy()
     W = sample.image_size[1]
@@ -151,13 +154,14 @@ def _camera_plot(sample, path: Path) -> None:
     ax.set_ylabel("z (m, forward of the first camera)")
     m = sample.meta
     ax.set_title(f"{m.get('environment')} / {m.get('camera_path')} camera, {m.get('num_objects')} moving object(s)")
-    legend = ax.legend(loc="upper right", fontsize=7)
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0.0)  # beside the data
     for handle in legend.legend_handles:
         if hasattr(handle, "set_sizes"):
             handle.set_sizes([16.0])
             handle.set_alpha(1.0)
     fig.tight_layout()
     fig.savefig(path)
+    return fig
 
 
 def _overview(frames, depth_rgb, masks, path: Path) -> None:
@@ -214,9 +218,9 @@ def _resolve_ckpt(args: argparse.Namespace) -> str | None:
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
-    from mem4d.cli.reconstruct import replace_dir as replace
+    from mem4d.cli.output_dir import replace_dir
 
-    replace(tmp, out)
+    replace_dir(tmp, out)
 
 
 def _ground_truth(sample, out: Path) -> dict[str, Any]:
@@ -241,7 +245,7 @@ def _ground_truth(sample, out: Path) -> dict[str, Any]:
         depth_rgb.append(colourise_depth(depth[t], valid[t], float(lo), float(hi)))
         Image.fromarray(depth_rgb[-1]).save(out / "depth" / f"{name}.png")
         Image.fromarray(masks[t]).save(out / "dynamic_mask" / f"{name}.png")
-    _camera_plot(sample, out / "camera_path.png")
+    camera_plot(sample, out / "camera_path.png")
     _overview(frames, depth_rgb, masks, out / "overview.png")
     info = {k: v for k, v in sample.meta.items()}
     info["depth_colour_range_m"] = [float(lo), float(hi)]
@@ -250,14 +254,16 @@ def _ground_truth(sample, out: Path) -> dict[str, Any]:
             "lo": float(lo), "hi": float(hi)}
 
 
-def _reconstruct(frames_dir: Path, recon: Path, ckpt: str, size: int, device: str) -> dict[str, Any]:
+def _reconstruct(frames_dir: Path, recon: Path, ckpt: str, size: int, device: str,
+                 threads: int | None) -> dict[str, Any]:
     """Runs `mem4d reconstruct` in-process (its engine, writers and atomic output); returns meta.json."""
     from mem4d.cli import reconstruct
 
     parser = argparse.ArgumentParser(prog="mem4d")
     reconstruct.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["reconstruct", str(frames_dir), "--out", str(recon), "--ckpt", ckpt,
-                              "--size", str(size), "--device", device])
+                              "--size", str(size), "--device", device,
+                              "--threads", "auto" if threads is None else str(threads)])
     with contextlib.redirect_stdout(io.StringIO()):  # its summary names the temporary folder; ours follows
         rc = reconstruct.run(args)
     if rc == 130:
@@ -279,8 +285,8 @@ def _check_model(ckpt: str, H: int, W: int) -> dict[str, Any]:
         raise
     patch = int(model.config.encoder.patch_size)
     if H % patch or W % patch or min(H, W) < 32:
-        raise ValueError(f"--size {H}x{W}: with a model both sides must be multiples of its patch size {patch} "
-                         f"and at least 32 (e.g. 96x128)")
+        raise ValueError(f"--size {format_hw(H, W)} (HxW): with a model both sides must be multiples of its patch "
+                         f"size {patch} and at least 32 (e.g. --size 128, which is 96x128)")
     return {"patch_size": patch, "image_size": list(model.config.image_size), "variant": model.config.variant,
             "dim": model.config.dim}
 
@@ -308,7 +314,8 @@ def run(args: argparse.Namespace) -> int:
     T = sample.num_frames
     m = sample.meta
     scene_text = (f"Synthetic {m['environment']} scene (seed {args.seed}), {m['camera_path']} camera, "
-                  f"{m['num_objects']} moving object(s) ({', '.join(m['object_kinds'])}); {T} frames at {H}x{W}.")
+                  f"{m['num_objects']} moving object(s) ({', '.join(m['object_kinds'])}); {T} frames at "
+                  f"{format_hw(H, W)} (HxW).")
     print(f"{PROG}: {scene_text[0].lower()}{scene_text[1:-1]}, rendered in {gen_time:.1f} s")
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         if ckpt is not None:
             print(f"{PROG}: reconstructing with the model {'shipped with mem4d' if ckpt == 'default' else ckpt} ...",
                   flush=True)
-            meta = _reconstruct(tmp / "frames", tmp / "reconstruction", ckpt, max(H, W), args.device)
+            meta = _reconstruct(tmp / "frames", tmp / "reconstruction", ckpt, max(H, W), args.device, args.threads)
             result.update(_score_and_report(sample, gt, tmp, meta, scene_text, out))
         else:
             _ground_truth_report(sample, gt, tmp, scene_text, args.no_model)
@@ -362,14 +369,22 @@ def _finite(o: Any) -> Any:
     return o
 
 
-def _viewer_html(out: Path) -> str:
+def viewer_available() -> bool:
+    """Whether `mem4d view` can run here (the viewer extra, viser, is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("viser") is not None
+
+
+def _viewer_html(out: Path, files: list[str]) -> str:
     import html
 
     recon = html.escape(str(out / "reconstruction"))
-    return (f"<p>Explore the reconstruction in 3D: <code>mem4d view {recon}</code> and open the printed address "
-            "(needs the viewer extra: <code>pip install 'mem4d[viewer]'</code>). All outputs (depth, pointmaps, "
-            f"trajectory.txt, static.ply, scene.glb, COLMAP, transforms.json) are in <code>{recon}</code>; "
-            "docs/OUTPUTS.md describes them.</p>")
+    needs = "" if viewer_available() else " (needs the viewer extra: <code>pip install 'mem4d[viewer]'</code>)"
+    written = " ".join(f"<code>{html.escape(f)}</code>" for f in files)
+    return (f"<p>Explore the reconstruction in 3D: <code>mem4d view {recon}</code> and open the printed address"
+            f"{needs}. What the reconstruction wrote to <code>{recon}</code>: {written} "
+            "(docs/OUTPUTS.md describes each).</p>")
 
 
 def _score_and_report(sample, gt: dict[str, Any], tmp: Path, meta: dict[str, Any], scene_text: str,
@@ -377,10 +392,11 @@ def _score_and_report(sample, gt: dict[str, Any], tmp: Path, meta: dict[str, Any
     import numpy as np
     import torch
 
-    from mem4d.demo.evaluate import evaluate, format_table, load_prediction
+    from mem4d.demo.evaluate import evaluate, format_table, load_prediction, motion_summary
     from mem4d.demo.report import (
         build_report,
         colourise_depth,
+        depth_colourbar_png,
         grey,
         pick_frames,
         trajectory_png,
@@ -423,14 +439,16 @@ def _score_and_report(sample, gt: dict[str, Any], tmp: Path, meta: dict[str, Any
     html_text = build_report(
         title="Mem4D demo", scene_text=scene_text, columns=columns, strips=strips,
         trajectory=trajectory_png(sample.cam2world.double().numpy(), aligned_np, traj_title), rows=rows,
-        note_html=note, footer_html=_viewer_html(out),
+        note_html=note, footer_html=_viewer_html(out, list(meta.get("files", []))),
+        depth_colourbar=depth_colourbar_png(gt["lo"], gt["hi"], "true and predicted depth (m)"),
+        motion_text=motion_summary(rows[0]) if pred.dynamic is not None else "",
         trajectory_caption="Camera centres seen from above: the prediction, Sim(3)-aligned to the ground truth "
         "(one rotation, translation and scale for the whole path, as for ATE), against the ground truth; thin lines "
         "join the same frame." if aligned_np is not None else "The predicted path could not be Sim(3)-aligned "
         "(degenerate), so only the ground truth is drawn.",
         extra_figures=[("The scene from above (ground truth)", (tmp / "camera_path.png").read_bytes())])
     (tmp / "report.html").write_text(html_text, encoding="utf-8")
-    return {"metrics": _finite(rows), "table": table, "reconstruction": {
+    return {"metrics": _finite(rows), "table": table, "motion": motion_summary(rows[0]), "reconstruction": {
         k: meta.get(k) for k in ("elapsed_s", "frames_per_second", "device", "static_points", "files")}}
 
 
@@ -472,6 +490,7 @@ def _print_summary(out: Path, T: int, ckpt: str | None, result: dict[str, Any], 
               f"frames/s, {rec['device']}); accuracy against the ground truth:")
         print()
         print(result["table"])
+        print(result["motion"])
         print()
     print(f"wrote to {out}/ in {elapsed:.0f} s:")
     last = f"{T - 1:06d}"
@@ -485,13 +504,15 @@ def _print_summary(out: Path, T: int, ckpt: str | None, result: dict[str, Any], 
         ("scene.json", "the scene's description (seed, knobs, objects)"),
     ]
     if ckpt is not None:
-        listing += [("reconstruction/", "every `mem4d reconstruct` output (docs/OUTPUTS.md)"),
+        written = " ".join(rec["files"] or [])
+        listing += [("reconstruction/", f"what `mem4d reconstruct` wrote (docs/OUTPUTS.md): {written}"),
                     ("metrics.json", "the table above")]
     width = max(len(name) for name, _ in listing) + 2
     for name, what in listing:
         print(f"  {name.ljust(width)}{what}")
     if ckpt is not None:
-        print(f"3D viewer: mem4d view {out / 'reconstruction'}   (needs: pip install 'mem4d[viewer]')")
+        needs = "" if viewer_available() else "   (needs: pip install 'mem4d[viewer]')"
+        print(f"3D viewer: mem4d view {out / 'reconstruction'}{needs}")
     elif not no_model:
         print()
         print(f"{PROG}: NO TRAINED MODEL SHIPS WITH MEM4D YET, so this demo shows the ground truth only.")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mem4d.cli.threads import add_threads_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -32,15 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr = ev.add_parser("predict", help="stage 1: run a checkpoint over a benchmark, write predictions")
     pr.add_argument("--benchmark", required=True, help="benchmark name (see `mem4d eval list`)")
     pr.add_argument("--ckpt", required=True,
-                    help="checkpoint folder (config.json + model.safetensors), 'default', or baseline:NAME "
-                    "(constant-depth, identity-pose, oracle)")
+                    help="checkpoint folder (config.json + model.safetensors), 'default' (the shipped model), or "
+                    "baseline:NAME: baseline:constant-depth (the median true depth everywhere, identity poses), "
+                    "baseline:identity-pose (1 m everywhere, identity poses), baseline:oracle (the ground truth "
+                    "itself: a check of the harness, which must score it near zero error)")
     pr.add_argument("--out", required=True, help="prediction folder to create")
     pr.add_argument("--data-root", default=None, help="dataset root (default: $MEM4D_DATA)")
-    pr.add_argument("--size", type=int, default=None,
-                    help="long side of the model input, multiple of 16 "
-                    "(default: the benchmark's, 512 for the protocols)")
-    pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    pr.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    pr.add_argument("--size", type=_long_side, default=None, metavar="N",
+                    help="long side of the model input in pixels, a multiple of 16; the short side follows the "
+                    "benchmark's frames (default: the benchmark's, 512 for the protocols)")
+    pr.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    add_threads_argument(pr)
     pr.add_argument("--limit-seqs", type=int, default=None, help="only the first N sequences (smoke runs)")
     pr.add_argument("--max-frames", type=int, default=None, help="only the first T frames of each sequence")
     pr.add_argument("--label", default=None, help="method name in tables (default: checkpoint folder name)")
@@ -62,6 +66,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tb.add_argument("results", nargs="+", help="results folders (or results.json files)")
     tb.add_argument("--out", default=None, help="write the markdown here (default: print)")
     tb.set_defaults(eval_run=_run_table)
+
+
+def _long_side(text: str) -> int:
+    from mem4d.cli.sizes import long_side_only
+
+    try:
+        return int(long_side_only(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,11 +100,13 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from mem4d.cli.threads import default_threads
     from mem4d.eval.predict import predict
 
+    threads = default_threads() if args.threads is None else args.threads
     out = predict(
         args.benchmark, args.ckpt, args.out, data_root=args.data_root, size=args.size, device=args.device,
-        limit_seqs=args.limit_seqs, max_frames=args.max_frames, threads=args.threads, overwrite=args.overwrite,
+        limit_seqs=args.limit_seqs, max_frames=args.max_frames, threads=threads, overwrite=args.overwrite,
         label=args.label, save_points=True if args.save_points else None, log=_log(args),
     )
     print(f"predictions written to {out}")

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from mem4d import __version__
+from mem4d.cli.threads import prefer_passive_waiting
 
 # subcommand name -> module (mem4d.cli.<module>)
 SUBCOMMANDS = {
@@ -27,7 +28,8 @@ SUBCOMMANDS = {
 
 
 class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback, exit code 2."""
+    """An error caused by the user's input; printed without a traceback, exit code 2 (as ValueError,
+    FileNotFoundError and other OSErrors: a path that cannot be read or written)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_waiting()  # before any subcommand imports torch (OpenMP reads it once)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -53,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as err:
         print(f"mem4d {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a path that cannot be read or written: no traceback, say which path
+    except OSError as err:  # a path that cannot be read or written: an input error too, no traceback
         where = f": {err.filename}" if err.filename else ""
         print(f"mem4d {args.command}: error: {err.strerror or err}{where}; check that the path exists, "
               "is of the right kind (file or folder) and is writable", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print(f"mem4d {args.command}: interrupted", file=sys.stderr)
         return 130

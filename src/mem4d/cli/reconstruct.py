@@ -24,6 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from mem4d.cli.output_dir import check_writable, is_reconstruction, replace_dir
+from mem4d.cli.sizes import format_hw
+from mem4d.cli.threads import add_threads_argument
+
 PROG = "mem4d reconstruct"
 
 
@@ -38,13 +42,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("input", nargs="?", metavar="INPUT",
                    help="video file (mp4, mov, avi, mkv, ...), folder of images (natural order), or a quoted glob")
-    p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR", help="output folder (must not exist)")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="DIR",
+                   help="output folder: new, empty, or an earlier reconstruction (with --overwrite)")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="read camera N instead of INPUT (Ctrl-C stops)")
-    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (only once the new result is complete)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR when it holds an earlier reconstruction (once the new result is complete); a "
+                   "folder of other files is never replaced")
     g = p.add_argument_group("model")
     g.add_argument("--ckpt", default="default",
                    help="model folder written by save_pretrained (default: the shipped model 'default')")
     g.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps ...")
+    add_threads_argument(g)
     g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="fp32, or autocast to bf16 / fp16 (fp16: CUDA only)")
     g.add_argument("--pose-refinement", choices=["none", "photometric"], default=None,
@@ -52,9 +60,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "consecutive frames on the predicted depth (photometric); default: what the model's config says "
                    "(the shipped model: photometric)")
     g = p.add_argument_group("input")
-    g.add_argument("--size", type=int, default=None, metavar="PX",
-                   help="long side of the processed frames, a multiple of 16 (default: the model's, e.g. 512); "
-                   "frames are resized and centre-cropped to multiples of 16")
+    g.add_argument("--size", default=None, metavar="N",
+                   help="long side of the processed frames in pixels, a multiple of 16; the short side follows the "
+                   "input's aspect, rounded to a multiple of 16 by a centre crop (default: the model's own input "
+                   "size, 128 for the shipped model)")
     g.add_argument("--stride", type=int, default=1, help="use every N-th input frame (default 1)")
     g.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     g.add_argument("--fps", type=float, default=None,
@@ -64,8 +73,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="known pinhole intrinsics in the input's pixels; recorded in the outputs and used to "
                    "re-derive pointmaps from the predicted depth and pose")
     g = p.add_argument_group("outputs")
-    g.add_argument("--conf-threshold", type=float, default=1.5,
-                   help="confidence a point needs for static.ply / moving/*.ply (model confidence is >= 1; default 1.5)")
+    g.add_argument("--conf-threshold", default="auto", metavar="auto|auto:Q|C",
+                   help="confidence a point needs for static.ply, moving/*.ply and the scene memory: auto (default) "
+                   "drops each frame's least confident 10 %%, auto:Q the fraction Q, a number C is a fixed threshold "
+                   "(the model's confidence is >= 1 and its scale depends on the model and the input)")
     g.add_argument("--voxel-size", type=float, default=None, metavar="M",
                    help="voxel of the static cloud in metres (default: 2 pixel footprints at the first frame's "
                    "median depth)")
@@ -91,15 +102,19 @@ def _warn(msg: str) -> None:
     print(f"{PROG}: warning: {msg}", file=sys.stderr)
 
 
-def _validate(args: argparse.Namespace) -> None:
+def _validate(args: argparse.Namespace) -> int | None:
+    """Checks the options before anything is read; returns --size (the long side) or None."""
+    from mem4d.cli.sizes import long_side_only
+    from mem4d.stream.confidence import parse_conf_threshold
+
+    size = long_side_only(args.size)
     if args.stride < 1:
         raise ValueError(f"--stride must be >= 1, got {args.stride}")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise ValueError(f"--fps must be > 0, got {args.fps}")
-    if not math.isfinite(args.conf_threshold):
-        raise ValueError(f"--conf-threshold must be a number, got {args.conf_threshold}")
+    parse_conf_threshold(args.conf_threshold)  # a clear error before anything is read
     if args.voxel_size is not None and not (math.isfinite(args.voxel_size) and args.voxel_size > 0):
         raise ValueError(f"--voxel-size must be > 0 metres, got {args.voxel_size}")
     if args.max_points < 1:
@@ -108,21 +123,31 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("give either INPUT or --camera N, not both")
     if args.camera is None and args.input is None:
         raise ValueError("no INPUT: give a video file, a folder of images, a quoted glob, or --camera N")
+    return size
 
 
 def _check_out(out: Path, overwrite: bool, input_path: str | None) -> None:
+    """--out must be new, empty, or (with --overwrite) an earlier reconstruction; never the user's own files."""
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a folder; choose another path")
-        if not overwrite:
-            raise ValueError(f"--out {out} already exists; pass --overwrite to replace it, or choose another folder")
+        if any(out.iterdir()):
+            if not is_reconstruction(out):
+                raise ValueError(f"--out {out} already exists and holds files that are not a mem4d reconstruction "
+                                 "(no meta.json of `mem4d reconstruct`); --overwrite replaces only an earlier "
+                                 "reconstruction, so choose another folder")
+            if not overwrite:
+                raise ValueError(f"--out {out} already holds a reconstruction; pass --overwrite to replace it, or "
+                                 "choose another folder")
+    check_writable(out)
     if input_path is not None and Path(input_path).exists():
         inp, o = Path(input_path).resolve(), out.resolve()
         if inp == o or o in inp.parents:
             raise ValueError(f"--out {out} contains the input {input_path}; write the reconstruction elsewhere")
 
 
-def _resolve_device(name: str):
+def resolve_device(name: str):
+    """``--device`` -> torch.device: ``auto`` is cuda when available, else cpu; ValueError when unusable."""
     import torch
 
     if name == "auto":
@@ -171,6 +196,21 @@ def _make_viewer(port: int | None):
     return viewer
 
 
+def _frames(n: int) -> str:
+    return f"{n} frame{'' if n == 1 else 's'}"
+
+
+def _crop_note(pre) -> str | None:
+    """What the centre crop cut away, or None when the resize alone gave the processed size."""
+    (H0, W0), (Hr, Wr), (H, W) = pre.source_size, pre.resized_size, pre.size
+    if (Hr, Wr) == (H, W):
+        return None
+    cut = [f"{100 * (Wr - W) / Wr:.1f} % of the width" if Wr != W else "",
+           f"{100 * (Hr - H) / Hr:.1f} % of the height" if Hr != H else ""]
+    return (f"frames of {format_hw(H0, W0)} (HxW) are resized to {format_hw(Hr, Wr)} and centre-cropped to "
+            f"{format_hw(H, W)}, cutting {' and '.join(c for c in cut if c)} (sides must be multiples of 16)")
+
+
 def _fmt_m(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
@@ -178,18 +218,21 @@ def _fmt_m(x: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _validate(args)
+    size = _validate(args)
     out: Path = args.out.expanduser()
     _check_out(out, args.overwrite, args.input)
 
     from mem4d import __version__
+    from mem4d.cli.threads import apply_threads
+    from mem4d.stream.confidence import parse_conf_threshold
     from mem4d.stream.engine import defer_interrupts, run_stream
     from mem4d.stream.preprocess import Preprocessor, parse_intrinsics
     from mem4d.stream.sinks import ReconstructionWriter, WriterOptions
     from mem4d.stream.sources import open_source
 
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
+    threads = apply_threads(args.threads)
     if args.dtype == "fp16" and device.type != "cuda":
         raise ValueError("--dtype fp16 needs a CUDA device; use --dtype bf16 or fp32 on the CPU")
 
@@ -204,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
             model.config = dataclasses.replace(model.config, heads=heads)
         patch = int(model.config.encoder.patch_size)
-        long_side = args.size if args.size is not None else max(model.config.image_size)
+        long_side = size if size is not None else max(model.config.image_size)
         warned: set[str] = set()
 
         def warn_once(msg: str) -> None:
@@ -219,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         if intrinsics is not None:
             if not (0 <= intrinsics[2] <= pre.source_size[1] and 0 <= intrinsics[3] <= pre.source_size[0]):
                 _warn(f"--intrinsics principal point ({intrinsics[2]}, {intrinsics[3]}) lies outside the "
-                      f"{pre.source_size[1]}x{pre.source_size[0]} input image; check the order fx,fy,cx,cy")
+                      f"{format_hw(*pre.source_size)} (HxW) input image; check the order fx,fy,cx,cy")
         if args.view:
             viewer = _make_viewer(args.view_port)
             if getattr(viewer, "url", None):
@@ -230,13 +273,17 @@ def run(args: argparse.Namespace) -> int:
         video_fps = (fps / stride) if fps else 10.0
         options = WriterOptions(
             pointmaps=not args.no_pointmaps, pointmap_dtype=args.pointmap_dtype, video=not args.no_video,
-            video_fps=video_fps, conf_threshold=args.conf_threshold, voxel_size=args.voxel_size,
+            video_fps=video_fps, conf_threshold=parse_conf_threshold(args.conf_threshold), voxel_size=args.voxel_size,
             max_points=args.max_points, glb=not args.no_glb, colmap=not args.no_colmap,
             nerfstudio=not args.no_nerfstudio, scene_memory=args.scene_memory)
         fixed = (pre.intrinsics, pre.size) if pre.intrinsics is not None else None
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        except OSError as err:
+            raise ValueError(f"--out {out}: cannot write in {out.parent} ({err.strerror or err}); choose a folder "
+                             "you can write to") from None
         tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
         writer = ReconstructionWriter(tmp, options, fixed_intrinsics=fixed, timestamps_in_seconds=bool(fps),
                                       warn=_warn)
@@ -245,8 +292,12 @@ def run(args: argparse.Namespace) -> int:
             total = math.ceil(total / stride)
             if args.max_frames is not None:
                 total = min(total, args.max_frames)
-        print(f"{PROG}: {source.description} -> {out} ({pre.size[1]}x{pre.size[0]}, {device}, {args.dtype})",
+        print(f"{PROG}: {source.description} -> {out} ({format_hw(*pre.size)} HxW, {device}, {args.dtype}"
+              f"{f', {threads} thread' + ('s' if threads != 1 else '') if device.type == 'cpu' else ''})",
               file=sys.stderr)
+        crop_note = _crop_note(pre)
+        if crop_note:
+            print(f"{PROG}: {crop_note}", file=sys.stderr)
         summary = run_stream(model, source.frames(stride, args.max_frames), pre, writer, device=device,
                              dtype=args.dtype, fps=fps, total=total, progress=not args.no_progress, viewer=viewer,
                              warn=_warn)
@@ -280,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
             "source_index_last": summary.last_source_index,
             "mixed_size_frames": pre.resized_frames,
             "device": str(device),
+            "threads": threads,
             "dtype": args.dtype,
             "intrinsics_given": None if intrinsics is None else {
                 "input_fx_fy_cx_cy": list(intrinsics),
@@ -318,30 +370,14 @@ def run(args: argparse.Namespace) -> int:
 
     H, W = pre.size
     voxel = meta.get("voxel_size")
-    print(f"{PROG}: {summary.frames} frames ({W}x{H}) in {summary.elapsed_s:.1f} s "
+    print(f"{PROG}: {_frames(summary.frames)} ({format_hw(H, W)} HxW) in {summary.elapsed_s:.1f} s "
           f"({summary.frames_per_second:.2f} frames/s) on {device} {args.dtype}")
     print(f"  mean depth {_fmt_m(summary.mean_depth)}, camera path {_fmt_m(summary.path_length)}, static cloud "
           f"{meta['static_points']:,} points (voxel {_fmt_m(voxel) if voxel else 'n/a'})")
     print(f"  wrote {out}{os.sep}: {' '.join(meta['files'])}  (see docs/OUTPUTS.md)")
     if summary.interrupted and not complete:
-        print(f"{PROG}: interrupted after {summary.frames} frames; partial result in {out} "
+        print(f"{PROG}: interrupted after {_frames(summary.frames)}; partial result in {out} "
               '(meta.json "complete": false)', file=sys.stderr)
         return 130
     return 0
 
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Renames ``tmp`` to ``out``; an existing ``out`` (--overwrite) is moved aside first and removed after."""
-    trash = None
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        trash.rmdir()
-        os.replace(out, trash)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if trash is not None:
-            os.replace(trash, out)
-        raise
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)

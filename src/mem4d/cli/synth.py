@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from pathlib import Path
+
+from mem4d.cli.sizes import SIZE_HELP_SYNTHETIC, format_hw, synthetic_size
 
 MIN_SIDE, MAX_SIDE = 16, 4096
 # the generator's choices, repeated here so that `mem4d --help` does not import torch
@@ -15,11 +16,9 @@ ENVIRONMENTS = ("room", "courtyard")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' (e.g. '192x256') -> (H, W); ValueError with a helpful message otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not m:
-        raise ValueError(f"--size must look like HxW, e.g. 192x256 (height x width), got {text!r}")
-    H, W = int(m.group(1)), int(m.group(2))
+    """``--size`` of a synthetic scene, the long side N (3:4 landscape) or HxW -> (H, W) within the
+    generator's limits; ValueError with a helpful message otherwise (`mem4d.cli.sizes`)."""
+    H, W = synthetic_size(text)
     if not (MIN_SIDE <= H <= MAX_SIDE and MIN_SIDE <= W <= MAX_SIDE):
         raise ValueError(f"--size {H}x{W}: height and width must be between {MIN_SIDE} and {MAX_SIDE} pixels")
     return H, W
@@ -36,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, help="output folder (created if missing)")
     parser.add_argument("--num-scenes", type=int, default=1, help="number of scenes (default 1)")
     parser.add_argument("--frames", type=int, default=24, help="frames per scene (default 24)")
-    parser.add_argument("--size", default="192x256", help="image size HxW (default 192x256)")
+    parser.add_argument("--size", default="256", help=f"image size: {SIZE_HELP_SYNTHETIC} (default 256: 192x256)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first scene; scene i uses seed+i (default 0)")
     parser.add_argument("--static", action="store_true", help="no moving objects")
     parser.add_argument("--camera-path", choices=PATH_KINDS, default=None, help="camera path kind (default random)")
@@ -111,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"{sample.meta['environment']}/{sample.meta['camera_path']}")
             bar.update()
     print(
-        f"wrote {len(written)} scene(s) of {args.frames} frames at {H}x{W} to {args.out}/ "
+        f"wrote {len(written)} scene(s) of {args.frames} frame{'s' if args.frames != 1 else ''} at {format_hw(H, W)} "
+        f"(HxW) to {args.out}/ "
         f"({written[0].name}{' .. ' + written[-1].name if len(written) > 1 else ''})"
     )
     return 0

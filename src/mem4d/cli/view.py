@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     viewer = ReconstructionViewer(folder, host=args.host, port=args.port, max_points=args.max_points)
     try:
         moved = f" (port {args.port} was busy)" if args.port not in (0, viewer.port) else ""
-        print(f"mem4d view: {folder.root} ({folder.num_frames} frames) at {viewer.url}{moved}", flush=True)
+        n = folder.num_frames
+        print(f"mem4d view: {folder.root} ({n} frame{'' if n == 1 else 's'}) at {viewer.url}{moved}", flush=True)
         print("mem4d view: open the URL in a browser; Ctrl-C to stop", flush=True)
         while True:
             time.sleep(1.0)

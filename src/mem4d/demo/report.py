@@ -2,7 +2,8 @@
 
 `build_report` takes plain arrays (frames, depth, masks, poses) and the metric rows of
 `mem4d.demo.evaluate`; it returns the HTML text. The figures are made here too
-(`colourise_depth`, `trajectory_png`).
+(`colourise_depth` with its scale `depth_colourbar_png`, `trajectory_png`). Legends sit outside
+the plotted data.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_report", "colourise_depth", "data_uri", "pick_frames", "trajectory_png"]
+__all__ = ["build_report", "colourise_depth", "data_uri", "depth_colourbar_png", "pick_frames", "trajectory_png"]
 
 
 def colourise_depth(depth: np.ndarray, valid: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -27,6 +28,26 @@ def colourise_depth(depth: np.ndarray, valid: np.ndarray, lo: float, hi: float) 
     rgb = colormaps["turbo"](1.0 - x)[..., :3]
     rgb[~valid] = 0.0
     return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def depth_colourbar_png(lo: float, hi: float, label: str = "depth (m)") -> bytes:
+    """PNG bytes of the scale of `colourise_depth` over [lo, hi] metres (near = red, far = blue)."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 0.75), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.04, 0.55, 0.92, 0.3))
+    mappable = ScalarMappable(norm=Normalize(lo, max(hi, lo + 1e-6)), cmap=colormaps["turbo"].reversed())
+    bar = fig.colorbar(mappable, cax=ax, orientation="horizontal")
+    bar.set_label(f"{label}; black = no depth", fontsize=8, labelpad=1)
+    bar.ax.tick_params(labelsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def grey(prob: np.ndarray) -> np.ndarray:
@@ -59,7 +80,7 @@ def trajectory_png(gt_c2w: np.ndarray, pred_c2w: np.ndarray | None = None, title
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 5.0), dpi=100)
+    fig = Figure(figsize=(5.5, 5.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     gt = np.asarray(gt_c2w, dtype=np.float64)
@@ -76,7 +97,7 @@ def trajectory_png(gt_c2w: np.ndarray, pred_c2w: np.ndarray | None = None, title
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8, frameon=False)  # below the axes
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -131,6 +152,8 @@ def build_report(
     footer_html: str = "",
     extra_figures: Sequence[tuple[str, bytes]] = (),
     trajectory_caption: str = "",
+    depth_colourbar: bytes | None = None,
+    motion_text: str = "",
 ) -> str:
     """The report's HTML.
 
@@ -145,6 +168,8 @@ def build_report(
         footer_html: trusted HTML at the end (how to open the viewer, files).
         extra_figures: ``(caption, PNG bytes)`` figures after the trajectory.
         trajectory_caption: plain text under the trajectory figure.
+        depth_colourbar: PNG bytes of the depth colour scale shared by the depth columns.
+        motion_text: plain text on the quality of the moving-pixel map, under the frames.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -164,9 +189,9 @@ def build_report(
             "better) over all frames, after one scale for the whole sequence (<em>scale</em>) and as predicted in "
             "metres (<em>metric</em>). Poses: ATE and RPE (RMSE, lower is better) after Sim(3) alignment of the "
             "whole trajectory. Moving IoU: predicted moving pixels (probability &gt; 0.5) against the true ones. "
-            "Baselines use no image information: <code>baseline:constant-depth</code> puts every pixel at the "
-            "median true depth and never moves the camera, <code>baseline:identity-pose</code> puts every pixel at "
-            "1 m and never moves the camera.</p>"),
+            "The baseline uses no image information: <code>baseline:constant-depth</code> puts every pixel at the "
+            "median true depth and never moves the camera (any constant depth scores the same after scale "
+            "alignment).</p>"),
         ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     parts += ["<h2>Frames</h2>", f'<table class="strips"><tr><th>frame</th>{head}</tr>']
@@ -174,7 +199,12 @@ def build_report(
         cells = "".join(f'<td><img alt="{html.escape(c)} {t}" src="{data_uri(im)}"></td>'
                         for c, im in zip(columns, images))
         parts.append(f"<tr><td>{t}</td>{cells}</tr>")
-    parts += ["</table>", "<h2>Camera trajectory (top view)</h2>",
+    parts.append("</table>")
+    if depth_colourbar is not None:
+        parts.append(f'<img alt="depth colour scale" src="{data_uri(depth_colourbar)}" style="max-width: 500px">')
+    if motion_text:
+        parts.append(f'<p class="small">{html.escape(motion_text)}</p>')
+    parts += ["<h2>Camera trajectory (top view)</h2>",
               f'<img alt="trajectory" src="{data_uri(trajectory)}" style="max-width: 100%">']
     if trajectory_caption:
         parts.append(f'<p class="small">{html.escape(trajectory_caption)}</p>')

@@ -125,7 +125,7 @@ class Preprocessor:
         x = to_rgb_float(image, name)
         h, w = x.shape[:2]
         if min(h, w) < MIN_SIDE:
-            raise ValueError(f"{name} is {w}x{h} pixels; frames must be at least {MIN_SIDE} pixels on each side")
+            raise ValueError(f"{name} is {h}x{w} pixels (HxW); frames must be at least {MIN_SIDE} pixels on each side")
         if self.source_size is None:
             self._setup(h, w)
         assert self.source_size is not None and self.size is not None and self.resized_size is not None
@@ -133,8 +133,8 @@ class Preprocessor:
         if (h, w) != self.source_size:
             if self.resized_frames == 0:
                 H0, W0 = self.source_size
-                self.warn(f"{name} is {w}x{h} but the first frame is {W0}x{H0}: resizing frames of other sizes to "
-                          f"{W0}x{H0} (aspect ratio not kept; intrinsics assume the first frame's camera)")
+                self.warn(f"{name} is {h}x{w} (HxW) but the first frame is {H0}x{W0}: resizing frames of other sizes "
+                          f"to {H0}x{W0} (aspect ratio not kept; intrinsics assume the first frame's camera)")
             self.resized_frames += 1
             t = _resize(t, self.source_size)
         t = _resize(t, self.resized_size)

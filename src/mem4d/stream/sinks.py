@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mem4d.geometry.rotation import matrix_to_quat, quat_to_matrix, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz
+from mem4d.stream.confidence import DEFAULT_QUANTILE, ConfidenceStats, ConfidenceThreshold
 from mem4d.stream.engine import FrameRecord
 from mem4d.viz.colmap import ColmapTextWriter
 from mem4d.viz.colorize import DepthRange, DepthVideoWriter, colorize_depth
@@ -47,7 +48,9 @@ class WriterOptions:
         pointmap_dtype: ``"float32"`` or ``"float16"`` for the pointmaps.
         video: write ``depth.mp4``.
         video_fps: its frame rate.
-        conf_threshold: confidence needed for static.ply / moving/*.ply / COLMAP points.
+        conf_threshold: confidence needed for static.ply / moving/*.ply / COLMAP points and the
+            scene memory: a `ConfidenceThreshold` (default: per frame, its 10 % least confident
+            pixels are dropped) or a number (fixed threshold).
         voxel_size: static cloud voxel (metres), None for automatic.
         max_points: cap on static cloud voxels (the voxel size doubles beyond it).
         dynamic_threshold: ``dynamic_prob`` above which a point is moving.
@@ -59,7 +62,7 @@ class WriterOptions:
     pointmap_dtype: str = "float32"
     video: bool = True
     video_fps: float = 10.0
-    conf_threshold: float = 1.5
+    conf_threshold: ConfidenceThreshold | float = ConfidenceThreshold(quantile=DEFAULT_QUANTILE)
     voxel_size: float | None = None
     max_points: int = 2_000_000
     dynamic_threshold: float = 0.5
@@ -71,6 +74,8 @@ class WriterOptions:
     def __post_init__(self) -> None:
         if self.pointmap_dtype not in ("float32", "float16"):
             raise ValueError(f"pointmap dtype must be float32 or float16, got {self.pointmap_dtype!r}")
+        if not isinstance(self.conf_threshold, ConfidenceThreshold):
+            self.conf_threshold = ConfidenceThreshold(value=float(self.conf_threshold))
 
 
 def tum_line(timestamp: float, cam2world: np.ndarray) -> str:
@@ -113,7 +118,8 @@ class ReconstructionWriter:
         self._video: DepthVideoWriter | None = None
         self._range = DepthRange()
         self.fusion = VoxelFusion(self.opt.voxel_size, max_voxels=self.opt.max_points,
-                                  conf_threshold=self.opt.conf_threshold, dynamic_threshold=self.opt.dynamic_threshold)
+                                  dynamic_threshold=self.opt.dynamic_threshold)
+        self.confidence = ConfidenceStats()
         self.scene_memory: Any = None
         if self.opt.scene_memory:
             from mem4d.scene import SceneMemory
@@ -165,6 +171,8 @@ class ReconstructionWriter:
                 self._video = DepthVideoWriter(self.root / "depth.mp4", (H, W), fps=fps)
         stem = f"{i:06d}"
         valid = np.isfinite(depth) & (depth > 0)
+        threshold = self.opt.conf_threshold.for_frame(conf, valid)
+        self.confidence.update(conf, valid, threshold)
         _save_png(self.root / "rgb" / f"{stem}.png", rec.rgb)
         np.save(self.root / "depth" / f"{stem}.npy", np.where(valid, depth, 0.0).astype(np.float32))
         mm = np.round(np.where(valid, depth, 0.0).astype(np.float64) * DEPTH_PNG_SCALE)
@@ -179,21 +187,22 @@ class ReconstructionWriter:
         if dyn is not None:
             np.save(self.root / "dynamic" / f"{stem}.npy", dyn)
             _save_png(self.root / "dynamic" / f"{stem}.png", np.round(np.clip(dyn, 0, 1) * 255).astype(np.uint8))
-            moving = (dyn > self.opt.dynamic_threshold) & (conf >= self.opt.conf_threshold) & \
+            moving = (dyn > self.opt.dynamic_threshold) & (conf >= threshold) & \
                 np.isfinite(pts_world).all(-1) & valid
             write_ply(self.root / "moving" / f"{stem}.ply", pts_world[moving], rec.rgb[moving],
                       comment=f"mem4d moving points of frame {i} (world frame)")
         if self._video is not None:
             lo, hi = self._range.update(depth)
             self._video.write(colorize_depth(depth, lo, hi))
-        self.fusion.add(pts_world, rec.rgb, conf=conf, dynamic_prob=dyn, depth=depth, fx=float(K[0, 0]))
+        self.fusion.add(pts_world, rec.rgb, conf=conf, dynamic_prob=dyn, depth=depth, fx=float(K[0, 0]),
+                        conf_threshold=threshold)
         if self.scene_memory is not None:
             from mem4d.scene import observation_from_frame_output
 
             valid_t = torch.from_numpy(valid)[None]
             clean = replace(out, depth=torch.where(valid_t, out.depth, torch.zeros_like(out.depth)),
                             pts_world=torch.where(valid_t[..., None], out.pts_world, torch.nan))
-            obs = observation_from_frame_output(clean, t=i, rgb=rec.rgb, conf_threshold=self.opt.conf_threshold)
+            obs = observation_from_frame_output(clean, t=i, rgb=rec.rgb, conf_threshold=threshold)
             self.scene_memory.write(obs)
         if valid.any():
             self._frustum_depth_sum += float(np.median(depth[valid]))
@@ -240,6 +249,10 @@ class ReconstructionWriter:
         self._discard_pending()
         self._close_streams()
         xyz, rgb, counts = self.fusion.points()
+        assert isinstance(self.opt.conf_threshold, ConfidenceThreshold)
+        message = self.confidence.warning(self.opt.conf_threshold, len(xyz), scene_memory=self.opt.scene_memory)
+        if message is not None:
+            self.warn(message)
         write_ply(self.root / "static.ply", xyz, rgb, extra={"count": counts},
                   comment="mem4d static cloud (world = first camera, OpenCV axes, metres)")
         if self._colmap is not None:
@@ -262,7 +275,8 @@ class ReconstructionWriter:
             "motion_head": bool(self.has_motion),
             "depth_png_scale": DEPTH_PNG_SCALE,
             "pointmap_dtype": self.opt.pointmap_dtype if self.opt.pointmaps else None,
-            "conf_threshold": self.opt.conf_threshold,
+            "conf_threshold": self.opt.conf_threshold.describe(),
+            **self.confidence.summary(),
             "dynamic_threshold": self.opt.dynamic_threshold,
             "static_points": int(len(xyz)),
             "voxel_size": self.fusion.voxel_size,

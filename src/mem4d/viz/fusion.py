@@ -3,7 +3,8 @@
 Each frame contributes its world points that are
 
 * finite, with a valid (> 0) depth when a depth map is given,
-* confident: ``conf >= conf_threshold`` (the model's confidence is ``1 + exp(.) >= 1``),
+* confident: ``conf >= conf_threshold`` (the model's confidence is ``1 + exp(.) >= 1``; a
+  frame may bring its own threshold, as `mem4d reconstruct`'s per-frame ``auto`` does),
 * static: ``dynamic_prob <= dynamic_threshold`` (0.5) when the model has a motion head
   (without one nothing is removed as moving).
 
@@ -75,11 +76,11 @@ class VoxelFusion:
         return int(self._keys.nbytes + self._xyz.nbytes + self._rgb.nbytes + self._count.nbytes)
 
     def select(self, pts_world: np.ndarray, conf: np.ndarray | None = None, dynamic_prob: np.ndarray | None = None,
-               depth: np.ndarray | None = None) -> np.ndarray:
-        """The (H, W) mask of pixels this fusion would keep."""
+               depth: np.ndarray | None = None, conf_threshold: float | None = None) -> np.ndarray:
+        """The (H, W) mask of pixels this fusion would keep (``conf_threshold``: this frame's, else the fusion's)."""
         mask = np.isfinite(pts_world).all(axis=-1)
         if conf is not None:
-            mask &= conf >= self.conf_threshold
+            mask &= conf >= (self.conf_threshold if conf_threshold is None else conf_threshold)
         if dynamic_prob is not None:
             mask &= ~(dynamic_prob > self.dynamic_threshold)
         if depth is not None:
@@ -87,13 +88,15 @@ class VoxelFusion:
         return mask
 
     def add(self, pts_world: np.ndarray, rgb: np.ndarray | None = None, *, conf: np.ndarray | None = None,
-            dynamic_prob: np.ndarray | None = None, depth: np.ndarray | None = None, fx: float | None = None) -> int:
+            dynamic_prob: np.ndarray | None = None, depth: np.ndarray | None = None, fx: float | None = None,
+            conf_threshold: float | None = None) -> int:
         """Fuses one frame: pts_world (H, W, 3), rgb (H, W, 3) uint8, conf / dynamic_prob / depth (H, W).
 
-        Returns the number of points that passed the filters.
+        ``conf_threshold`` overrides the fusion's threshold for this frame. Returns the number of
+        points that passed the filters.
         """
         pts_world = np.asarray(pts_world)
-        mask = self.select(pts_world, conf, dynamic_prob, depth)
+        mask = self.select(pts_world, conf, dynamic_prob, depth, conf_threshold)
         self.frames += 1
         if self.voxel_size is None:
             self._choose_voxel_size(mask, pts_world, depth, fx)

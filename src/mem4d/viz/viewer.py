@@ -286,7 +286,7 @@ class ReconstructionViewer:
         gui = self.server.gui
         gui.configure_theme(control_layout="floating", control_width="medium", show_share_button=False)
         status = "" if rec.complete else " (incomplete: still being written?)"
-        gui.add_markdown(f"**mem4d** · `{rec.name}` · {T} frames, {W}×{H}{status}")
+        gui.add_markdown(f"**mem4d** · `{rec.name}` · {T} frame{'' if T == 1 else 's'}, {H}×{W} (H×W){status}")
         g = self.gui
         with gui.add_folder("Timeline"):
             g["frame"] = gui.add_slider("Frame", min=0, max=max(T - 1, 0), step=1, initial_value=0,
@@ -650,7 +650,8 @@ class LiveViewer:
             if now - self._last_static_send >= self.static_every_s:
                 self._send_static()
                 self._last_static_send = now
-            self._info.content = (f"frame **{index}** · {self.num_frames} frames · "
+            frames = f"{self.num_frames} frame{'' if self.num_frames == 1 else 's'}"
+            self._info.content = (f"frame **{index}** · {frames} · "
                                   f"{len(self.accumulator):,} static points")
 
     def _draw_latest(self) -> None:
