@@ -210,8 +210,10 @@ class PSMConfig(_Config):
             ``d <= bound``, else in the last tier.
         tier_kernels: ``len(tier_bounds) + 1`` kernels ``(t, y, x)`` (= strides) per tier.
         fuse_tokens: also feed the frame's final decoder tokens to E_p (not in the paper).
-        detach_input: E_p reads a detached pointmap (gradients still train E_p; the
-            prediction of frame t is not pushed by later frames' losses through the memory).
+        detach_input: [not in the paper, which trains end to end] E_p reads a detached
+            pointmap (gradients still train E_p; the prediction of frame t is not pushed by
+            later frames' losses through the memory). Off by default: in a tiny-preset probe it
+            was no better and it saves no memory (docs/ARCHITECTURE.md, row 9).
         max_distance: [choice; the paper gives no time positions for the memory] the
             largest temporal distance a readout position shows. A held frame at distance d
             sits at time ``-min(d, max_distance)`` and frame 0 at ``-min(t, max_distance + 1)``
@@ -219,6 +221,13 @@ class PSMConfig(_Config):
             and the same at frame 200 and frame 10,000. None: ``capacity - 1`` (the queue's
             own range); set it to the longest distance the training clips show (clip length
             - 1) when that is shorter than the queue.
+        final_norm: [choice] a LayerNorm closes E_p (as after every ViT); False: the last
+            block's output is P_t.
+        scale_input: [choice] E_p reads the pointmap divided by the scene scale of frame 0's
+            prediction; False: the raw predicted points.
+        compressor: ``"separable"`` [choice]: each tier is a depthwise 3D conv + a pointwise
+            linear (~(kt*ky*kx + D) * D parameters); ``"dense"``: a full D -> D 3D conv per tier,
+            the literal reading of Eq. 5 (151 M parameters for the (4, 8, 8) tier at D = 768).
     """
 
     capacity: int = 100
@@ -226,8 +235,11 @@ class PSMConfig(_Config):
     tier_bounds: tuple[int, ...] = (4, 20)
     tier_kernels: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 4, 4), (4, 8, 8))
     fuse_tokens: bool = False
-    detach_input: bool = True
+    detach_input: bool = False
     max_distance: int | None = None
+    final_norm: bool = True
+    scale_input: bool = True
+    compressor: str = "separable"
 
     def __post_init__(self) -> None:
         _ints(self, "capacity", "num_layers")
@@ -248,9 +260,11 @@ class PSMConfig(_Config):
             )
         if any(len(k) != 3 or min(k) < 1 for k in self.tier_kernels):
             raise ValueError(f"PSMConfig.tier_kernels must be (t, y, x) triples of ints >= 1, got {self.tier_kernels}")
-        for name in ("fuse_tokens", "detach_input"):
+        for name in ("fuse_tokens", "detach_input", "final_norm", "scale_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"PSMConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.compressor not in ("separable", "dense"):
+            raise ValueError(f"PSMConfig.compressor must be 'separable' or 'dense', got {self.compressor!r}")
 
     def tier(self, distance: int) -> int:
         """Index of the compression tier of a frame at temporal distance ``distance >= 1``."""
@@ -276,19 +290,35 @@ class DecoderConfig(_Config):
 
     Attributes:
         num_stages: L, stages of (MotionReadBlock, SpatialReadBlock).
+        mem_norm: [choice] memory tokens get their own LayerNorm (``norm_mem``) in the read
+            blocks; False: they share the block's ``norm1``, i.e. each read block is exactly a
+            self-attention layer over [tokens ; memory] whose memory rows are not computed.
+        dpt_layers: three 1-based stages fed to the DPT heads after the encoder output; None:
+            ``ceil(L*k/3)`` for k = 1, 2, 3 [choice; the paper does not say which].
     """
 
     num_stages: int = 6
+    mem_norm: bool = True
+    dpt_layers: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         _ints(self, "num_stages")
         _positive(self, "num_stages")
+        if not isinstance(self.mem_norm, bool):
+            raise ValueError(f"DecoderConfig.mem_norm must be a bool, got {self.mem_norm!r}")
+        if self.dpt_layers is not None:
+            self.dpt_layers = tuple(self.dpt_layers)  # type: ignore[assignment]
+            if len(self.dpt_layers) != 3 or any(
+                    isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= self.num_stages for s in self.dpt_layers):
+                raise ValueError(f"DecoderConfig.dpt_layers must be 3 stages in 1..{self.num_stages}, got {self.dpt_layers}")
 
     def dpt_stages(self) -> tuple[int, int, int]:
-        """1-based decoder stages fed to the DPT heads: ceil(L*k/3) for k = 1, 2, 3.
+        """1-based decoder stages fed to the DPT heads: ``dpt_layers``, else ceil(L*k/3) for k = 1, 2, 3.
 
         L=6 -> (2, 4, 6); L=2 -> (1, 2, 2); L=1 -> (1, 1, 1) (stages are reused when L < 3).
         """
+        if self.dpt_layers is not None:
+            return self.dpt_layers
         L = self.num_stages
         return tuple(math.ceil(L * k / 3) for k in (1, 2, 3))  # type: ignore[return-value]
 
@@ -488,9 +518,19 @@ class Mem4DConfig(_Config):
         return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
     @classmethod
-    def paper(cls, variant: str = "full", **overrides: Any) -> Mem4DConfig:
-        """The paper's model: 512x384, ViT-L encoder (CUT3R), D=768, 12 heads, 4 layers, L=6, N_s=100."""
-        cfg = cls(variant=variant)
+    def paper(cls, variant: str = "full", extras: bool = False, **overrides: Any) -> Mem4DConfig:
+        """The paper's model: 512x384, ViT-L encoder (CUT3R), D=768, 12 heads, 4 layers, L=6, N_s=100.
+
+        As the paper describes it: no motion head, so the objective is Eq. 10 exactly (the
+        motion term needs the head's output), and E_p reads the pointmap with its gradient
+        (trained end to end). Where the paper is silent the project's choices hold
+        (docs/ARCHITECTURE.md, "Where the code departs from the paper"); the PSM's readout
+        times are clamped at 47 frames, the longest distance the paper's 48-frame stage-2
+        clips show. ``extras=True`` adds the project's extras in one switch: the motion head
+        (and with it the motion term of the objective). In a recipe:
+        ``model.overrides: {heads: {motion: true}}``.
+        """
+        cfg = cls(variant=variant, psm=PSMConfig(max_distance=47), heads=HeadsConfig(motion=extras))
         return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
     @classmethod

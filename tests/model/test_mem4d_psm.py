@@ -1,7 +1,8 @@
-"""Persistent Structure Memory: FIFO with a permanent anchor, grouping, and the compression cache."""
+"""Persistent Structure Memory: FIFO with a permanent anchor, grouping, the cache, bounded readout times."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import build_tiny, make_clip
 
 from mem4d.config import Mem4DConfig, PSMConfig
 from mem4d.layers.rope import RotaryEmbedding
+from mem4d.model.mem4d import Mem4D
 from mem4d.model.positions import pooled_grid
 from mem4d.model.psm import PersistentStructureMemory, fifo_append, plan_groups
 
@@ -182,3 +184,31 @@ def test_detach_drops_the_compression_cache_so_no_stale_group_is_read():
     out.depth.mean().backward()
     for comp in model.psm.compressors.values():
         assert comp.depthwise.weight.grad is not None and comp.depthwise.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_a_1000_frame_loop_reads_its_memory_the_same_at_the_end():
+    """N_s = 100 over 20 laps of a static 50-frame loop at 48x64, with the shipped model's weights
+    (its PSM compressors fit a queue of 100 with two tiers; readout times clamped at 7, the
+    queue range it was trained with). Late-frame depth stays within 10 % of the first lap's,
+    and once the queue is full the laps repeat: lap 19 equals lap 3 to 1e-3 (measured 1.4e-5;
+    with frame 0 at -t, as before the clamp, they drift apart by 7e-3)."""
+    from mem4d.data.synthetic import make_scene
+
+    base = Mem4D.from_pretrained("default")
+    cfg = base.config
+    psm = dataclasses.replace(cfg.psm, capacity=100, tier_bounds=(4,), tier_kernels=((1, 2, 2), (2, 4, 4)), max_distance=7)
+    model = Mem4D(dataclasses.replace(cfg, psm=psm, heads=dataclasses.replace(cfg.heads, pose_refinement="none")))
+    model.load_state_dict(base.state_dict())
+    model.eval()
+    laps, P = 20, 50
+    frames = make_scene(seed=7, num_frames=P, image_size=(48, 64), dynamic=False, camera_path="loop").images
+    state, depth = model.init_state(1, (48, 64)), []
+    with torch.no_grad():
+        for t in range(laps * P):
+            out, state = model.step(frames[t % P][None], state)
+            depth.append(out.depth.mean())
+    assert state.frame_index == 1000 and len(state.psm_frames) == 100
+    d = torch.stack(depth).double().view(laps, P)
+    assert ((d[-1] - d[0]).abs() / d[0]).max() < 0.10
+    assert ((d[-1] - d[3]).abs() / d[3]).max() < 1e-3

@@ -3,9 +3,10 @@
 Tokens [x_t ; camera token] (B, N+1, D). Each read block is a pre-norm transformer block
 whose attention runs over the current tokens plus the memory tokens (TDM tokens for the
 MotionReadBlock, compressed PSM tokens for the SpatialReadBlock) with 3D RoPE; memory tokens
-are only extra keys/values (own LayerNorm ``norm_mem``). Without memory (frame 0, or a
-variant without that memory) a block is plain self-attention over the current tokens, so
-every variant keeps the same decoder depth.
+are only extra keys/values (own LayerNorm ``norm_mem``, [choice]; ``decoder.mem_norm = False``
+makes them share ``norm1``). Without memory (frame 0, or a variant without that memory) a
+block is plain self-attention over the current tokens, so every variant keeps the same
+decoder depth.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ class FusionDecoder(CheckpointedBlocks, nn.Module):
     def __init__(self, cfg: Mem4DConfig, rope: RotaryEmbedding) -> None:
         super().__init__()
         D, L = cfg.dim, cfg.decoder.num_stages
-        # A block whose memory the variant lacks gets no norm_mem (it would never be used).
-        reads_motion, reads_spatial = cfg.use_tdm or cfg.use_unified, cfg.use_psm or cfg.use_unified
+        # A block whose memory the variant lacks gets no norm_mem (it would never be used);
+        # decoder.mem_norm = False: memory tokens share norm1 (plain self-attention over both).
+        reads_motion = (cfg.use_tdm or cfg.use_unified) and cfg.decoder.mem_norm
+        reads_spatial = (cfg.use_psm or cfg.use_unified) and cfg.decoder.mem_norm
         self.motion_blocks = nn.ModuleList(
             MotionReadBlock(D, cfg.num_heads, cfg.mlp_ratio, rope=rope, use_mem_norm=reads_motion) for _ in range(L)
         )

@@ -8,7 +8,8 @@ never evicted (:func:`fifo_append`).
 **Readout** (before frame t's decoder): each held frame j is compressed according to its
 temporal distance d = t - j by its tier's kernel (t, y, x) = stride (default (1,2,2) for
 d = 1..4, (2,4,4) for 5..20, (4,8,8) for 21+); frame 0 is never compressed. A compressor is a
-depthwise 3D conv + a pointwise linear (cheap: ~(kt*ky*kx + D) * D parameters per tier).
+depthwise 3D conv + a pointwise linear (cheap: ~(kt*ky*kx + D) * D parameters per tier), or
+with ``psm.compressor = "dense"`` one full D -> D 3D conv per tier.
 
 **Groups and the cache.** Frames are grouped by *absolute* index: in a tier with temporal
 kernel kt, frame j belongs to block ``j // kt``, and the group is the held frames of that
@@ -85,8 +86,8 @@ class PointmapEncoder(CheckpointedBlocks, nn.Module):
     """E_p: pointmap (B, H, W, 3) -> P_t (B, N, D).
 
     Input: ``pts_world / scale`` (scale (B,) = mean distance to the origin of frame 0's
-    predicted points); with ``fuse_tokens`` the frame's final decoder tokens are added
-    through a linear layer.
+    predicted points; ``psm.scale_input = False``: ``pts_world``); with ``fuse_tokens`` the
+    frame's final decoder tokens are added through a linear layer.
     """
 
     def __init__(self, cfg: Mem4DConfig, rope: RotaryEmbedding) -> None:
@@ -97,10 +98,11 @@ class PointmapEncoder(CheckpointedBlocks, nn.Module):
         self.blocks = nn.ModuleList(
             Block(D, cfg.num_heads, cfg.mlp_ratio, rope=rope, use_mem_norm=False) for _ in range(cfg.psm.num_layers)
         )
-        self.norm = nn.LayerNorm(D, eps=1e-6)
+        self.norm = nn.LayerNorm(D, eps=1e-6) if cfg.psm.final_norm else nn.Identity()
+        self.scale_input = cfg.psm.scale_input
 
     def forward(self, pts_world: Tensor, scale: Tensor, grid: tuple[int, int], tokens: Tensor | None = None) -> Tensor:
-        x = (pts_world / scale.reshape(-1, 1, 1, 1)).permute(0, 3, 1, 2)
+        x = (pts_world / scale.reshape(-1, 1, 1, 1) if self.scale_input else pts_world).permute(0, 3, 1, 2)
         x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype))
         if self.fuse is not None:
             if tokens is None:
@@ -113,13 +115,18 @@ class PointmapEncoder(CheckpointedBlocks, nn.Module):
 
 
 class GroupCompressor(nn.Module):
-    """One tier: depthwise Conv3d (kernel = stride = (kt, ky, kx)) + pointwise Linear."""
+    """One tier: depthwise Conv3d (kernel = stride = (kt, ky, kx)) + pointwise Linear, or with
+    ``dense`` one full Conv3d (``psm.compressor == "dense"``)."""
 
-    def __init__(self, dim: int, kernel: tuple[int, int, int]) -> None:
+    def __init__(self, dim: int, kernel: tuple[int, int, int], dense: bool = False) -> None:
         super().__init__()
         self.kernel = tuple(kernel)
-        self.depthwise = nn.Conv3d(dim, dim, kernel_size=self.kernel, stride=self.kernel, groups=dim)
-        self.pointwise = nn.Linear(dim, dim)
+        self.dense = dense
+        if dense:
+            self.conv = nn.Conv3d(dim, dim, kernel_size=self.kernel, stride=self.kernel)
+        else:
+            self.depthwise = nn.Conv3d(dim, dim, kernel_size=self.kernel, stride=self.kernel, groups=dim)
+            self.pointwise = nn.Linear(dim, dim)
 
     def forward(self, frames: dict[int, Tensor], group: Group, grid: tuple[int, int]) -> Tensor:
         """``frames``: absolute index -> (B, N, D) for the group's members -> (B, n, D)."""
@@ -139,7 +146,9 @@ class GroupCompressor(nn.Module):
         x = torch.stack(slots, dim=2)  # (B, N, kt, D)
         x = x.permute(0, 3, 2, 1).reshape(B, D, kt, h, w)
         x = F.pad(x, (0, -w % kx, 0, -h % ky))
-        x = self.depthwise(x).flatten(2).transpose(1, 2)  # (B, n, D)
+        if self.dense:
+            return self.conv(x).flatten(2).transpose(1, 2)  # (B, n, D)
+        x = self.depthwise(x).flatten(2).transpose(1, 2)
         return self.pointwise(x)
 
 
@@ -152,7 +161,8 @@ class PersistentStructureMemory(nn.Module):
         self.encoder = PointmapEncoder(cfg, rope)
         # Only tiers reachable with this capacity get a compressor (tiny: no (4,8,8) tier).
         self.compressors = nn.ModuleDict(
-            {str(i): GroupCompressor(cfg.dim, cfg.psm.tier_kernels[i]) for i in cfg.psm.reachable_tiers()}
+            {str(i): GroupCompressor(cfg.dim, cfg.psm.tier_kernels[i], dense=cfg.psm.compressor == "dense")
+             for i in cfg.psm.reachable_tiers()}
         )
 
     def write(
