@@ -118,3 +118,17 @@ def test_make_demo_installs_what_the_demo_writes_and_opens():
     provided = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() for r in requirements
                 if any(f'extra == "{e}"' in r for e in extras)}
     assert {"trimesh", "viser"} <= provided, provided
+
+
+def test_an_unwritable_out_is_an_input_error_in_every_command(tmp_path, monkeypatch, capsys):
+    import os
+
+    out = tmp_path / "read-only" / "out"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only place (root ignores chmod)
+    for argv in (["demo", "--out", str(out), "--no-model", "--frames", "2", "--size", "64"],
+                 ["eval", "predict", "--benchmark", "synthetic-dynamic", "--ckpt", "baseline:oracle", "--out", str(out)],
+                 ["eval", "score", "--pred", str(tmp_path), "--out", str(out)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "permission denied" in err and ".partial-" not in err, err
+    assert not out.parent.exists()

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mem4d.cli.output_dir import check_writable
 from mem4d.cli.sizes import SIZE_HELP_SYNTHETIC, format_hw
 from mem4d.cli.synth import parse_size
 from mem4d.cli.threads import add_threads_argument
@@ -299,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     out: Path = args.out.expanduser()
     _check_out(out, args.overwrite)
+    check_writable(out)
     ckpt = _resolve_ckpt(args)
     model_info = _check_model(ckpt, H, W) if ckpt is not None else None
 
@@ -318,8 +320,12 @@ def run(args: argparse.Namespace) -> int:
                   f"{format_hw(H, W)} (HxW).")
     print(f"{PROG}: {scene_text[0].lower()}{scene_text[1:-1]}, rendered in {gen_time:.1f} s")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot write in {out.parent} ({err.strerror or err}); choose a folder you "
+                         "can write to") from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         gt = _ground_truth(sample, tmp)

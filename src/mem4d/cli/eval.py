@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mem4d.cli.threads import add_threads_argument
 
@@ -100,9 +101,11 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from mem4d.cli.output_dir import check_writable
     from mem4d.cli.threads import default_threads
     from mem4d.eval.predict import predict
 
+    check_writable(Path(args.out))
     threads = default_threads() if args.threads is None else args.threads
     out = predict(
         args.benchmark, args.ckpt, args.out, data_root=args.data_root, size=args.size, device=args.device,
@@ -114,9 +117,11 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from mem4d.cli.output_dir import check_writable
     from mem4d.eval.report import render_tables
     from mem4d.eval.score import score
 
+    check_writable(Path(args.out))
     results = score(args.pred, args.out, data_root=args.data_root, overwrite=args.overwrite, log=_log(args))
     if not args.quiet:
         print(render_tables([results]))
