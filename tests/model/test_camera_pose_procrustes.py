@@ -77,6 +77,8 @@ def test_stream_is_causal_and_resumes_from_a_saved_state(tmp_path):
 
 def test_the_pose_loss_trains_matching_weights_and_depth_through_the_fit():
     model = _model(2).train()
+    with torch.no_grad():  # as after some training: the head's zero-initialised last layer has moved
+        model.correspondence.head[-1].weight.normal_(0, 0.01)
     out = model(make_clip(3, seed=5))
     out.cam2world[:, 2, :3, 3].sum().backward()
     for name in ("correspondence.head.4.weight", "correspondence.fnet.0.weight", "head_cam.dpt.head.0.weight"):
@@ -207,3 +209,25 @@ def test_refinement_starts_from_the_networks_motion(monkeypatch):
         out = model(make_clip(3, seed=8))
     assert seen == [True, True]
     torch.testing.assert_close(out.pts_world, transform_points(out.cam2world[:, :, None, None], out.pts_cam))
+
+
+def test_fixed_patch_features_match_from_the_start():
+    """Before any training, the parameter-free coarse-to-fine search already finds the motion."""
+    from mem4d.model.correspondence import CorrespondenceHead, patch_features, quarter_image
+
+    head = CorrespondenceHead(32)
+    errors, still = [], []
+    for seed in (900001, 900003):  # a small and a large (~19 px) motion
+        s = make_scene(seed, 2, image_size=(96, 128), camera_speed=2.0, loop_frames=48)
+        t = Targets.from_samples([s])
+        gt, supervised, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                            t.dynamic_mask)
+        image = quarter_image(s.images)
+        assert image.shape == (2, 3, 24, 32)
+        f = patch_features(image, 1)
+        assert f.shape == (2, 27, 12, 16)
+        torch.testing.assert_close(f.norm(dim=1), torch.ones(2, 12, 16), atol=1e-4, rtol=0)
+        flow = 4 * head.coarse_to_fine(*head._fixed(image[1:], image[:1]))[0].permute(1, 2, 0)
+        errors.append(float((flow - gt[0, 0]).norm(dim=-1)[supervised[0, 0]].median()))
+        still.append(float(gt[0, 0].norm(dim=-1)[supervised[0, 0]].median()))
+    assert errors[0] < 0.6 * still[0] and errors[1] < 0.8 * still[1], (errors, still)  # both better than no motion

@@ -142,3 +142,16 @@ def test_realistic_recipe_reads_quoted_aspects_from_yaml():
     assert sizes.long_side == (64, 192) and sizes.token_budget and set(sizes.aspects) >= {"4:3", "16:9", "9:16"}
     assert recipe.data.appearance == "realistic" and recipe.data.loop_frames == 48
     assert tuple(recipe.data.camera_speed) == (1.0, 3.0)
+
+
+def test_appearance_fraction_mixes_the_looks_per_clip_deterministically():
+    data = _data(num_frames=2, max_frames=None, appearance="realistic", appearance_fraction=0.5)
+    batches = SyntheticBatches(data, 4)
+    looks = [batches.appearance(step, i) for step in range(25) for i in range(4)]
+    realistic = sum(a == "realistic" for a in looks)
+    assert 30 < realistic < 70 and all(a in ("realistic", None) for a in looks)
+    assert looks == [SyntheticBatches(data, 4).appearance(step, i) for step in range(25) for i in range(4)]
+    step = next(s for s in range(25) if {batches.appearance(s, i) for i in range(4)} == {"realistic", None})
+    clips = batches.batch(step)
+    assert {("appearance" in c.meta) for c in clips} == {True, False}
+    assert SyntheticBatches(_data(appearance="realistic"), 2).appearance(0, 0) == "realistic"  # default fraction 1

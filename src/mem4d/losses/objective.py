@@ -73,7 +73,7 @@ class LossWeights:
     rel_pose: float = 1.0
     motion: float = 0.5
     motion_pos_weight: float = 4.0
-    flow: float = 0.05
+    flow: float = 0.1
     flow_weight: float = 0.05
 
 

@@ -92,10 +92,19 @@ class SyntheticBatches:
             make_scene(
                 self.scene_seed(step, i), T, image_size=(H, W), dynamic=self.recipe.dynamic,
                 camera_speed=self.camera_speed(step, i), loop_frames=self.recipe.loop_frames,
-                appearance=self.recipe.appearance,
+                appearance=self.appearance(step, i),
             )
             for i in range(self.batch_size)
         ]
+
+    def appearance(self, step: int, index: int):
+        """The recipe's appearance for a fraction ``data.appearance_fraction`` of the clips (drawn
+        per clip from (seed, step, index, rank)), the default look for the others."""
+        fraction = self.recipe.appearance_fraction
+        if self.recipe.appearance is None or fraction >= 1:
+            return self.recipe.appearance
+        g = torch.Generator().manual_seed(_mix(self.recipe.seed, step, index, self.rank, 31))
+        return self.recipe.appearance if float(torch.rand((), generator=g)) < fraction else None
 
     def validation(self) -> list[Sample]:
         from mem4d.data.synthetic import make_scene

@@ -103,6 +103,7 @@ class DataRecipe:
     # the look of synthetic training clips (mem4d.data.synthetic.appearance): None (default),
     # "realistic", or a mapping of its parts to true/false; validation scenes keep the default look
     appearance: Any = None
+    appearance_fraction: float = 1.0  # the share of clips drawn with `appearance` (the rest: the default look)
     # mixed sizes and aspect ratios, one per step (synthetic; off by default); validation stays at image_size
     sizes: SizeRecipe = field(default_factory=SizeRecipe)
 
