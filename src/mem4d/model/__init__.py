@@ -6,7 +6,9 @@ Files: ``encoder`` (image encoder E), ``tca`` (Temporal Context Aggregator), ``t
 Dynamics Memory), ``psm`` (Persistent Structure Memory), ``unified`` (the CUT3R-style
 variant), ``decoder`` (fusion decoder), ``heads`` / ``camera_head`` / ``motion_head``,
 ``mem4d`` (composes them), ``state`` / ``outputs`` (streaming types), ``pretrained``
-(save/load), ``benchmark`` (``mem4d bench``). Names resolve lazily (PEP 562).
+(save/load), ``weights`` / ``cut3r_weights`` (CUT3R checkpoints: the encoder, and what else
+fits), ``paper_components`` (the paper's component list with parameter counts), ``benchmark``
+(``mem4d bench``). Names resolve lazily (PEP 562).
 """
 
 from __future__ import annotations
