@@ -364,6 +364,10 @@ class HeadsConfig(_Config):
     max_log_depth: float = 12.0
     camera_pose: str = "absolute"
     pose_refinement: str = "none"
+    flow_features: int = 32
+    flow_hidden: int = 64
+    flow_radius: int = 3
+    flow_levels: int = 3
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -383,10 +387,6 @@ class HeadsConfig(_Config):
 
 
 @dataclass
-    flow_features: int = 32
-    flow_hidden: int = 64
-    flow_radius: int = 3
-    flow_levels: int = 3
 class UnifiedConfig(_Config):
     """The ``unified`` variant: a CUT3R-style recurrent state replacing TDM + PSM.
 
