@@ -344,6 +344,9 @@ class HeadsConfig(_Config):
             is the weighted rigid fit of frame t's ``pts_cam`` onto frame t-1's at the matches
             (``mem4d.model.procrustes_pose``), chained; ``pts_world = cam2world . pts_cam``
             and the world DPT head is not built (the camera head still gives the FoV).
+        anchor_first: [choice] frame 0's rotation and translation are the identity (the world
+            is camera 0 by definition); False: the camera head regresses frame 0's pose too, as
+            for every other frame (the paper's wording).
         flow_features / flow_hidden / flow_radius / flow_levels: the correspondence head's
             matching channels, conv width, correlation window radius and pyramid levels
             (``"procrustes"`` only).
@@ -368,6 +371,7 @@ class HeadsConfig(_Config):
     flow_hidden: int = 64
     flow_radius: int = 3
     flow_levels: int = 3
+    anchor_first: bool = True
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -377,7 +381,7 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res"):
+        for name in ("motion", "dpt_full_res", "anchor_first"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

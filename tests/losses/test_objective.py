@@ -183,3 +183,38 @@ def test_objective_gradients_reach_every_predicted_quantity():
     for name in names:
         grad = getattr(pred, name).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_camera_norm_squared_is_the_square_of_the_euclidean_terms():
+    targets, K = _targets(seed=4)
+    pred = _perfect_prediction(targets, K)
+    pred.cam2world = pred.cam2world.clone()
+    pred.cam2world[:, 1:, :3, 3] += 0.3
+    _, euclid = Mem4DObjective()(pred, targets)
+    _, square = Mem4DObjective(LossWeights(camera_norm="squared"))(pred, targets)
+    scale = gt_scale(targets.pts_world, targets.valid)
+    per_frame = (0.3 * math.sqrt(3) / scale)[:, None].expand(-1, 3)  # frames 1..3 are off by (0.3, 0.3, 0.3)
+    torch.testing.assert_close(euclid["abs_trans"], per_frame.sum() / 8)
+    torch.testing.assert_close(square["abs_trans"], per_frame.square().sum() / 8)
+    with pytest.raises(ValueError, match="camera_norm"):
+        LossWeights(camera_norm="l1")
+
+
+def test_anchor_first_off_lets_the_head_pose_frame_0():
+    import dataclasses
+
+    from mem4d.config import Mem4DConfig
+    from mem4d.model.mem4d import Mem4D
+
+    torch.manual_seed(0)
+    cfg = Mem4DConfig.tiny()
+    free = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, anchor_first=False))
+    model = Mem4D(free).eval()
+    with torch.no_grad():
+        model.camera_head.mlp[-1].weight.normal_(0, 0.5)  # a head that predicts visible poses
+        out = model(torch.rand(1, 2, 3, 48, 64))
+    assert not torch.allclose(out.cam2world[:, 0], torch.eye(4))
+    anchored = Mem4D(cfg).eval()
+    anchored.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(anchored(torch.rand(1, 2, 3, 48, 64)).cam2world[:, 0], torch.eye(4)[None])

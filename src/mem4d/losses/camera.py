@@ -22,12 +22,13 @@ def quaternion_l2(q_pred: Tensor, q_gt: Tensor) -> Tensor:
     return torch.linalg.vector_norm(q_pred - q_gt, dim=-1).minimum(torch.linalg.vector_norm(q_pred + q_gt, dim=-1))
 
 
-def pose_terms(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-frame quaternion and scaled-translation errors (Euclidean norms).
+def pose_terms(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor, squared: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-frame quaternion and scaled-translation errors (Euclidean norms, or their squares).
 
     Args:
         pred_cam2world, gt_cam2world: (B, T, 4, 4).
         scale: (B,) ground-truth scale.
+        squared: squared norms (``loss.camera_norm: squared``, the other reading of "L2").
     Returns:
         (rot, trans): (B, T) each.
     """
@@ -35,11 +36,12 @@ def pose_terms(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor) -> t
     q_gt = matrix_to_quat(gt_cam2world[..., :3, :3])
     s = scale.view(-1, 1, 1)
     trans = torch.linalg.vector_norm((pred_cam2world[..., :3, 3] - gt_cam2world[..., :3, 3]) / s, dim=-1)
-    return quaternion_l2(q_pred, q_gt), trans
+    rot = quaternion_l2(q_pred, q_gt)
+    return (rot.square(), trans.square()) if squared else (rot, trans)
 
 
 def absolute_camera_loss(
-    pred_cam2world: Tensor, gt_cam2world: Tensor, pred_fov: Tensor, gt_fov: Tensor, scale: Tensor
+    pred_cam2world: Tensor, gt_cam2world: Tensor, pred_fov: Tensor, gt_fov: Tensor, scale: Tensor, squared: bool = False
 ) -> dict[str, Tensor]:
     """Eq. 8: L2 norm of the quaternion, translation / s and field-of-view errors, averaged over frames.
 
@@ -50,8 +52,9 @@ def absolute_camera_loss(
     Returns:
         dict with scalar terms `abs_rot`, `abs_trans`, `abs_fov`.
     """
-    rot, trans = pose_terms(pred_cam2world, gt_cam2world, scale)
+    rot, trans = pose_terms(pred_cam2world, gt_cam2world, scale, squared)
     fov = torch.linalg.vector_norm(pred_fov - gt_fov, dim=-1)
+    fov = fov.square() if squared else fov
     return {"abs_rot": rot.mean(), "abs_trans": trans.mean(), "abs_fov": fov.mean()}
 
 
@@ -60,7 +63,7 @@ def relative_pose(cam2world: Tensor) -> Tensor:
     return cam_a2cam_b(cam2world[:, 1:], cam2world[:, :-1])
 
 
-def relative_camera_loss(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor) -> dict[str, Tensor]:
+def relative_camera_loss(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Tensor, squared: bool = False) -> dict[str, Tensor]:
     """Eq. 9: L2 between predicted and ground-truth relative poses of consecutive frames.
 
     Returns zeros for clips of a single frame. Keys `rel_rot`, `rel_trans`.
@@ -68,5 +71,5 @@ def relative_camera_loss(pred_cam2world: Tensor, gt_cam2world: Tensor, scale: Te
     if pred_cam2world.shape[1] < 2:
         zero = pred_cam2world.sum() * 0
         return {"rel_rot": zero, "rel_trans": zero}
-    rot, trans = pose_terms(relative_pose(pred_cam2world), relative_pose(gt_cam2world), scale)
+    rot, trans = pose_terms(relative_pose(pred_cam2world), relative_pose(gt_cam2world), scale, squared)
     return {"rel_rot": rot.mean(), "rel_trans": trans.mean()}

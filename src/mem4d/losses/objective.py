@@ -75,6 +75,11 @@ class LossWeights:
     motion_pos_weight: float = 4.0
     flow: float = 0.1
     flow_weight: float = 0.05
+    camera_norm: str = "euclidean"  # or "squared": Eq. 8-9's "L2" as squared errors (see mem4d.losses.camera)
+
+    def __post_init__(self) -> None:
+        if self.camera_norm not in ("euclidean", "squared"):
+            raise ValueError(f"loss.camera_norm must be 'euclidean' or 'squared', got {self.camera_norm!r}")
 
 
 class Mem4DObjective:
@@ -89,6 +94,7 @@ class Mem4DObjective:
 
     def __call__(self, pred: Any, targets: Targets) -> tuple[Tensor, dict[str, Tensor]]:
         w = self.weights
+        squared = w.camera_norm == "squared"
         scale = gt_scale(targets.pts_world, targets.valid)
         terms: dict[str, Tensor] = {}
         terms["conf_world"], terms["reg_world"] = confidence_regression_loss(
@@ -100,9 +106,10 @@ class Mem4DObjective:
         H, W = targets.valid.shape[-2:]
         fov_x, fov_y = intrinsics_to_fov(pred.intrinsics, H, W)
         terms.update(
-            absolute_camera_loss(pred.cam2world, targets.cam2world, torch.stack([fov_x, fov_y], -1), targets.fov, scale)
+            absolute_camera_loss(pred.cam2world, targets.cam2world, torch.stack([fov_x, fov_y], -1), targets.fov, scale,
+                                 squared)
         )
-        terms.update(relative_camera_loss(pred.cam2world, targets.cam2world, scale))
+        terms.update(relative_camera_loss(pred.cam2world, targets.cam2world, scale, squared))
         total = (
             terms["conf_world"]
             + terms["conf_cam"]

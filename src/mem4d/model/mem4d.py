@@ -137,7 +137,7 @@ class Mem4D(nn.Module):
         stages = self.decoder(tokens, pos, motion, spatial)  # L x (B, N+1, D)
         dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
         pts_cam, conf_cam = self.head_cam(dpt_in, grid)
-        cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0)
+        cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0 and cfg.heads.anchor_first)
         if cfg.heads.camera_pose == "chained" and t > 0:  # the head gave camera t -> camera t-1
             cam = chain_pose(cam, state.cam2world)
         match = None
