@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -20,28 +18,28 @@ def _loop_pose(i: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_t6_bounded_growth_and_flat_write_time():
+def test_t6_bounded_growth():
+    """Ten passes over one loop: the static layer and the keyframes stop growing after the first
+    pass, and what a frame adds beyond that is the frame bank's small per-frame record (no
+    images), so a write touches as much at frame 1,000 as at frame 100. Write time itself is a
+    benchmark figure (bench/bench_scene_memory.py, T7), not asserted here: a timing assertion
+    fails on a loaded machine."""
     room, K, size = Room(), intrinsics(32, 24), (24, 32)
     frames = [room.render(_loop_pose(i), K, size) for i in range(LOOP)]
     mem = SceneMemory(SceneMemoryConfig(voxel_size=0.05))
 
-    cpu = []
     counts = {}
     for t in range(1000):
         fr = frames[t % LOOP]
-        obs = Observation(t=t, rgb=fr.rgb, K=K, c2w=_loop_pose(t), depth=fr.depth)
-        c0 = time.process_time()
-        mem.write(obs)
-        cpu.append(time.process_time() - c0)
+        mem.write(Observation(t=t, rgb=fr.rgb, K=K, c2w=_loop_pose(t), depth=fr.depth))
         if t + 1 in (LOOP, 2 * LOOP):
-            counts[t + 1] = (mem.stats().n_voxels, len(mem.keyframes))
-    v1, k1 = counts[LOOP]
-    v2, k2 = counts[2 * LOOP]
-    first, last = float(np.mean(cpu[:100])), float(np.mean(cpu[-100:]))
-    print(f"T6: voxels {v1} -> {v2} (+{100 * (v2 - v1) / v1:.2f}%), keyframes {k1} -> {k2}; "
-          f"write CPU ms first 100 {1e3 * first:.2f}, last 100 {1e3 * last:.2f} (ratio {last / first:.2f})")
+            st = mem.stats()
+            counts[t + 1] = (st.n_voxels, len(mem.keyframes), st.bytes)
+    v1, k1, b1 = counts[LOOP]
+    v2, k2, b2 = counts[2 * LOOP]
     assert v2 <= 1.02 * v1
     assert k2 - k1 <= 1
-    assert last <= 1.2 * first
+    per_frame = (mem.stats().bytes - b2) / (1000 - 2 * LOOP)
+    assert per_frame < 1024, f"{per_frame:.0f} bytes a frame after the loop is known"
     st = mem.stats()
     assert st.n_frames == 1000 and st.n_voxels == v2  # ten passes over the loop added nothing
