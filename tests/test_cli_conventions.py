@@ -11,7 +11,7 @@ import pytest
 
 from mem4d.cli.main import build_parser, main
 from mem4d.cli.sizes import format_hw, long_side_only, parse_size, synthetic_size
-from mem4d.cli.threads import default_threads, parse_threads, prefer_passive_waiting
+from mem4d.cli.threads import default_threads, parse_threads, passive_waiting, prefer_passive_waiting
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,18 +67,37 @@ def test_synthetic_commands_take_the_long_side(tmp_path, capsys):
     assert p.parse_args(["bench", "--size", "256"]).size == (192, 256)
 
 
-def test_threads_default_leaves_one_core_free():
-    assert default_threads(2) == 1 and default_threads(1) == 1 and default_threads(16) == 15
+def test_threads_default_every_core_when_idle_threads_sleep_else_one_free():
+    assert default_threads(2, passive=True) == 2 and default_threads(16, passive=True) == 16
+    assert default_threads(2, passive=False) == 1 and default_threads(16, passive=False) == 15
+    assert default_threads(1, passive=False) == 1
+    assert passive_waiting({"OMP_WAIT_POLICY": "passive"}) and not passive_waiting({})
     assert parse_threads("auto") is None and parse_threads("3") == 3
     for bad in ("0", "-2", "many"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_threads(bad)
     env: dict[str, str] = {}
-    prefer_passive_waiting(env)
+    prefer_passive_waiting(env, torch_loaded=False)  # the console script, before torch is imported
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
     env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    prefer_passive_waiting(env)
+    prefer_passive_waiting(env, torch_loaded=False)
     assert env == {"OMP_WAIT_POLICY": "ACTIVE"}  # the user's setting wins
+    env = {}
+    prefer_passive_waiting(env, torch_loaded=True)  # too late: OpenMP has read its environment
+    assert env == {}
+
+
+def test_the_console_script_sets_passive_waiting_before_torch_loads():
+    import os
+    import subprocess
+    import sys
+
+    # what main() does before a subcommand runs: torch must not be loaded yet, or OpenMP ignores the setting
+    code = ("import os, sys; from mem4d.cli import main as m; m.prefer_passive_waiting(); m.build_parser(); "
+            "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["False", "PASSIVE"]
 
 
 def test_commands_that_run_the_model_share_threads_and_device_options():
@@ -86,7 +105,7 @@ def test_commands_that_run_the_model_share_threads_and_device_options():
     for name in ("reconstruct", "demo", "eval predict"):
         threads = _option(commands[name], "--threads")
         assert threads is not None and threads.default is None, name  # None = auto
-        assert "auto" in threads.help and "minus one" in threads.help, name
+        assert "auto" in threads.help and "OMP_WAIT_POLICY=PASSIVE" in threads.help, name
     devices = {name: _option(p, "--device").default for name, p in commands.items() if _option(p, "--device")}
     assert set(devices) >= {"reconstruct", "demo", "eval predict", "bench"}
     assert set(devices.values()) == {"auto"}, devices

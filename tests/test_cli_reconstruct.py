@@ -626,7 +626,7 @@ def test_the_default_confidence_threshold_adapts_to_the_model(inputs, tmp_path, 
     assert meta["static_points"] == 0 and meta["confident_fraction"] == 0
 
 
-def test_threads_default_leaves_a_core_free_and_is_recorded(inputs, tmp_path, capsys):
+def test_threads_auto_and_n_are_applied_and_recorded(inputs, tmp_path, capsys):
     from mem4d.cli.threads import default_threads
 
     before = torch.get_num_threads()

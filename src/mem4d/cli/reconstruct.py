@@ -273,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
         video_fps = (fps / stride) if fps else 10.0
         options = WriterOptions(
             pointmaps=not args.no_pointmaps, pointmap_dtype=args.pointmap_dtype, video=not args.no_video,
-            video_fps=video_fps, conf_threshold=parse_conf_threshold(args.conf_threshold), voxel_size=args.voxel_size,
-            max_points=args.max_points, glb=not args.no_glb, colmap=not args.no_colmap,
+            video_fps=video_fps, conf_threshold=parse_conf_threshold(args.conf_threshold),
+            voxel_size=args.voxel_size, max_points=args.max_points, glb=not args.no_glb, colmap=not args.no_colmap,
             nerfstudio=not args.no_nerfstudio, scene_memory=args.scene_memory)
         fixed = (pre.intrinsics, pre.size) if pre.intrinsics is not None else None
 
@@ -292,9 +292,9 @@ def run(args: argparse.Namespace) -> int:
             total = math.ceil(total / stride)
             if args.max_frames is not None:
                 total = min(total, args.max_frames)
-        print(f"{PROG}: {source.description} -> {out} ({format_hw(*pre.size)} HxW, {device}, {args.dtype}"
-              f"{f', {threads} thread' + ('s' if threads != 1 else '') if device.type == 'cpu' else ''})",
-              file=sys.stderr)
+        cpu_threads = f", {threads} thread{'' if threads == 1 else 's'}" if device.type == "cpu" else ""
+        where = f"{format_hw(*pre.size)} HxW, {device}, {args.dtype}{cpu_threads}"
+        print(f"{PROG}: {source.description} -> {out} ({where})", file=sys.stderr)
         crop_note = _crop_note(pre)
         if crop_note:
             print(f"{PROG}: {crop_note}", file=sys.stderr)

@@ -1,25 +1,31 @@
 """CPU threads of the commands that run the model (`reconstruct`, `demo`, `eval predict`).
 
-PyTorch's CPU kernels run on one OpenMP thread per core by default. On a machine where any
-other process is busy, those threads wait for each other at every parallel region while the
-other process holds a core, and throughput collapses (measured on the 2-core VM: 65 frames at
-0.5 frames/s instead of 16; docs/RESULTS.md, "CPU threads of reconstruct"). So the default
-here leaves one core free: ``--threads auto`` = the cores this process may use minus one (at
-least 1), and `prefer_passive_waiting` makes idle OpenMP threads sleep instead of spinning
-(``OMP_WAIT_POLICY=PASSIVE`` unless the user set it), which keeps the collapse away when more
-than one other process competes. ``--threads N`` takes N threads.
+PyTorch's CPU kernels run on OpenMP threads, by default one per core, that spin while they wait
+for each other at the end of every parallel region. When another process holds a core, the
+spinning threads and the descheduled one stall each other and throughput collapses: on the
+2-core VM the old default (2 threads, OpenMP's own waiting) streamed 65 frames at 0.3-1.0
+frames/s where one thread did 1.6-5.9 (docs/RESULTS.md, "CPU threads of `reconstruct`").
+
+So the console script asks OpenMP to let idle threads sleep (`prefer_passive_waiting`:
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it; OpenMP reads it once, when torch
+is first imported), and ``--threads auto`` (the default) takes every core this process may use
+when waiting is passive, one fewer otherwise (at least 1), so that a competing busy process
+finds a free core. ``--threads N`` takes N threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import MutableMapping
 
 __all__ = ["THREADS_HELP", "add_threads_argument", "apply_threads", "default_threads", "parse_threads",
-           "prefer_passive_waiting", "usable_cores"]
+           "passive_waiting", "prefer_passive_waiting", "usable_cores"]
 
-THREADS_HELP = ("CPU threads for the model: a number, or auto (default: the cores this process may use minus "
-                "one, at least 1, so that another busy process does not stall every step; see "
+THREADS_HELP = ("CPU threads for the model: a number, or auto (default: every core this process may use, as idle "
+                "threads sleep (OMP_WAIT_POLICY=PASSIVE, which mem4d sets unless the environment says otherwise); "
+                "one core fewer when they spin, so that another busy process does not stall every step; see "
                 "docs/RESULTS.md). Only affects the CPU")
 
 
@@ -31,10 +37,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads(cores: int | None = None) -> int:
-    """``auto``: one core left for the rest of the machine, at least one thread."""
+def passive_waiting(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE`` in the environment)."""
+    env = os.environ if environ is None else environ
+    return env.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def default_threads(cores: int | None = None, passive: bool | None = None) -> int:
+    """``auto``: every usable core when idle threads sleep, else one fewer; at least one."""
     cores = usable_cores() if cores is None else cores
-    return max(1, cores - 1)
+    passive = passive_waiting() if passive is None else passive
+    return max(1, cores if passive else cores - 1)
 
 
 def parse_threads(text: str) -> int | None:
@@ -63,11 +76,14 @@ def apply_threads(threads: int | None) -> int:
     return n
 
 
-def prefer_passive_waiting(environ: dict[str, str] | os._Environ | None = None) -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` unless set: idle OpenMP threads sleep rather than spin.
+def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None, torch_loaded: bool | None = None) -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it or torch is already imported.
 
-    OpenMP reads it once, when torch is first imported, so the console script calls this
-    before any subcommand imports torch; an explicit setting in the environment wins.
+    OpenMP reads the variable once, when torch is first imported, so the console script calls
+    this before any subcommand imports torch; setting it later would only mislead
+    `default_threads`. An explicit setting in the environment wins.
     """
     env = os.environ if environ is None else environ
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
+    if not loaded:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
