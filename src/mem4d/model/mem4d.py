@@ -177,7 +177,8 @@ class Mem4D(nn.Module):
             return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
-        motion = procrustes_motion(pts_cam, state.prev_pts_cam, flow, weight)  # camera t -> camera t-1
+        motion = procrustes_motion(pts_cam, state.prev_pts_cam, flow, weight, intrinsics=cam["intrinsics"],
+                                   reprojection_iters=self.config.heads.reprojection_iters)  # camera t -> camera t-1
         evidence = motion_evidence(pts_cam, state.prev_pts_cam, flow, weight, motion, cam["intrinsics"])
         return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)
 
