@@ -166,7 +166,9 @@ def test_demo_with_a_checkpoint_reconstructs_and_scores(tmp_path, capsys, tiny_c
     rows = json.loads((out / "metrics.json").read_text())
     assert [r["name"] for r in rows] == ["mem4d", "baseline:constant-depth"]
     assert rows[1]["scale_abs_rel"] > 0 and rows[1]["ate"] > 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert ".partial-" not in printed + captured.err  # no internal temporary folder is named
     assert "AbsRel (scale)" in printed and "baseline:constant-depth" in printed and "Moving-pixel map" in printed
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in recon.iterdir())
     assert f"docs/OUTPUTS.md): {' '.join(written)}" in printed  # the listing is what was written

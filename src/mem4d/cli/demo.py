@@ -33,6 +33,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -263,10 +264,16 @@ def _reconstruct(frames_dir: Path, recon: Path, ckpt: str, size: int, device: st
     parser = argparse.ArgumentParser(prog="mem4d")
     reconstruct.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["reconstruct", str(frames_dir), "--out", str(recon), "--ckpt", ckpt,
-                              "--size", str(size), "--device", device,
+                              "--size", str(size), "--device", device, "--no-progress",
                               "--threads", "auto" if threads is None else str(threads)])
-    with contextlib.redirect_stdout(io.StringIO()):  # its summary names the temporary folder; ours follows
-        rc = reconstruct.run(args)
+    log = io.StringIO()
+    try:  # its messages name the demo's temporary folder; its warnings are passed on, our summary follows
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
+            rc = reconstruct.run(args)
+    finally:
+        for line in log.getvalue().splitlines():
+            if "warning:" in line:
+                print(line, file=sys.stderr)
     if rc == 130:
         raise KeyboardInterrupt
     if rc != 0:

@@ -399,7 +399,7 @@ def _predict(bench: Benchmark, ckpt: str, out: Path, data_root, size: int, devic
                 "timing": timing_summary(times),
             })
             med = seq_entries[-1]["timing"].get("median_s") or 0.0
-            log(f"[{i + 1}/{len(names)}] {name}: {T} frames at {h}x{w}, {med * 1000:.1f} ms/frame")
+            log(f"[{i + 1}/{len(names)}] {name}: {T} frames at {h}x{w} (HxW), {med * 1000:.1f} ms/frame")
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "mem4d-eval-predictions",
