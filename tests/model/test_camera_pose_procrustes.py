@@ -250,3 +250,17 @@ def test_reprojection_steps_recover_the_motion_from_exact_matches_and_noisy_dept
     assert errors[1] < 0.5 * errors[0] and errors[1] < 0.1 * float(truth[:, :3, 3].norm()) + 2e-3, errors
     with pytest.raises(ValueError, match="intrinsics"):
         procrustes_motion(t.pts_cam[:, 1], noisy_prev, flow[:, 0], supervised[:, 0].float(), reprojection_iters=2)
+
+
+def test_reprojection_steps_never_raise_the_cost_or_jump_far():
+    """Random matches (as early in training): the guarded steps keep the camera near its start."""
+    from mem4d.model.procrustes_pose import reprojection_refine
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.cat([torch.rand(2, 200, 2, generator=g) - 0.5, 1 + torch.rand(2, 200, 1, generator=g)], -1)
+    target = torch.rand(2, 200, 2, generator=g) * torch.tensor([128.0, 96.0])
+    K = torch.tensor([[100.0, 0, 63.5], [0, 100.0, 47.5], [0, 0, 1]]).expand(2, 3, 3)
+    start = torch.eye(4).expand(2, 4, 4)
+    moved = reprojection_refine(start, p, target, torch.ones(2, 200), K, 5, 2.0)
+    assert float(moved[:, :3, 3].norm(dim=-1).max()) <= 5 * 0.1 * 1.5 + 1e-6  # 5 steps of at most 10 % of the depth
+    assert torch.isfinite(moved).all()

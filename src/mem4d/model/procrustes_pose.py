@@ -110,8 +110,10 @@ def reprojection_refine(motion: Tensor, p: Tensor, target: Tensor, weight: Tenso
 
     Minimises ``sum_i w_i rho(|pi(K (R p_i + t)) - target_i|)`` (Cauchy rho at ``robust_px``,
     its weights held constant in the backward pass), left-multiplied updates, a small
-    Levenberg damping; every step is differentiable, so the pose losses reach the matches,
-    the weights, frame t's depth and the intrinsics through it.
+    Levenberg damping, a trust region (at most 0.1 rad and 10 % of the median depth a step)
+    and no step that raises the robust cost (early in training the matches are poor and an
+    unguarded step can throw the camera metres away); every step is differentiable, so the
+    pose losses reach the matches, the weights, frame t's depth and the intrinsics through it.
 
     Args:
         motion: (B, 4, 4) starting camera t -> camera t-1 motion.
@@ -126,10 +128,19 @@ def reprojection_refine(motion: Tensor, p: Tensor, target: Tensor, weight: Tenso
     K = intrinsics.double()
     fx, fy, cx, cy = (K[:, i, j, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
     eye = torch.eye(6, dtype=torch.float64, device=p.device)
-    for _ in range(iters):
+
+    def residuals(T: Tensor) -> tuple[Tensor, Tensor]:
         X = p @ T[:, :3, :3].transpose(-1, -2) + T[:, None, :3, 3]
         z = X[..., 2].clamp_min(1e-3)
-        r = torch.stack([fx * X[..., 0] / z + cx, fy * X[..., 1] / z + cy], -1) - target  # (B, N, 2)
+        return X, torch.stack([fx * X[..., 0] / z + cx, fy * X[..., 1] / z + cy], -1) - target  # (B, N, 2)
+
+    def cost(X: Tensor, r: Tensor, w: Tensor) -> Tensor:  # robust cost at fixed weights, per batch element
+        return (w * (X[..., 2] > 1e-3) * torch.log1p((r.norm(dim=-1) / robust_px) ** 2)).sum(-1)
+
+    scale = p[..., 2].abs().median(dim=-1).values.clamp_min(1e-6)  # a step moves the camera at most 10 % of it
+    for _ in range(iters):
+        X, r = residuals(T)
+        z = X[..., 2].clamp_min(1e-3)
         zero = torch.zeros_like(z)
         Jp = torch.stack([torch.stack([fx / z, zero, -fx * X[..., 0] / z**2], -1),
                           torch.stack([zero, fy / z, -fy * X[..., 1] / z**2], -1)], -2)  # (B, N, 2, 3)
@@ -139,7 +150,13 @@ def reprojection_refine(motion: Tensor, p: Tensor, target: Tensor, weight: Tenso
         H = torch.einsum("bn,bnij,bnik->bjk", w, J, J)
         H = H + (1e-4 * H.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-9))[:, None, None] * eye
         delta = -torch.linalg.solve(H, torch.einsum("bn,bnij,bni->bj", w, J, r))
-        T = se3_from_rt(axis_angle_to_matrix(delta[:, 3:]), delta[:, :3]) @ T
+        shrink = torch.minimum(0.1 / delta[:, 3:].norm(dim=-1).clamp_min(1e-12),
+                               0.1 * scale / delta[:, :3].norm(dim=-1).clamp_min(1e-12)).clamp(max=1.0)
+        delta = delta * shrink[:, None]  # a trust region: at most 0.1 rad and 10 % of the depth a step
+        T_new = se3_from_rt(axis_angle_to_matrix(delta[:, 3:]), delta[:, :3]) @ T
+        with torch.no_grad():
+            better = cost(*residuals(T_new), weight) <= cost(X, r, weight)
+        T = torch.where(better[:, None, None], T_new, T)  # a step that does not lower the cost is not taken
     return T.float()
 
 
