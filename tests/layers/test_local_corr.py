@@ -40,3 +40,27 @@ def test_coarser_levels_reach_shifts_beyond_the_radius():
 def test_mismatched_maps_are_rejected():
     with pytest.raises(ValueError, match="equal shape"):
         local_correlation(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 6), 2, 1)
+
+
+@pytest.mark.parametrize("size", [(9, 13), (12, 16)])  # odd sizes: the pyramid pads by replication
+def test_volume_route_equals_feature_sampling(size, monkeypatch):
+    """The all-pairs route (training sizes) and the feature-sampling route (large maps) give the
+    same windows and the same gradients, with per-cell centres off the grid."""
+    from mem4d.layers import local_corr
+
+    g = torch.Generator().manual_seed(1)
+    f1 = torch.randn(2, 8, *size, generator=g, requires_grad=True)
+    f2 = torch.randn(2, 8, *size, generator=g, requires_grad=True)
+    centre = 3 * torch.randn(2, 2, *size, generator=g)
+    results = []
+    for limit in (10**12, 0):  # volume, then features
+        monkeypatch.setattr(local_corr, "VOLUME_LIMIT", limit)
+        corr = local_correlation(f1, f2, radius=2, levels=3, centre=centre)
+        single = local_corr.correlation_window(f1, f2, 0, 2, centre)
+        weights = [torch.randn(c.shape, generator=torch.Generator().manual_seed(i)) for i, c in enumerate(corr)]
+        grads = torch.autograd.grad(sum((c * wt).sum() for c, wt in zip(corr, weights)), (f1, f2))
+        results.append((corr, single, grads))
+    (c_vol, s_vol, g_vol), (c_feat, s_feat, g_feat) = results
+    for a, b in zip(c_vol + [s_vol] + list(g_vol), c_feat + [s_feat] + list(g_feat)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(c_vol[0], c_vol[1])  # the levels differ (the test could fail)

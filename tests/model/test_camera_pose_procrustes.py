@@ -227,7 +227,7 @@ def test_fixed_patch_features_match_from_the_start():
         f = patch_features(image, 1)
         assert f.shape == (2, 27, 12, 16)
         torch.testing.assert_close(f.norm(dim=1), torch.ones(2, 12, 16), atol=1e-4, rtol=0)
-        flow = 4 * head.coarse_to_fine(*head._fixed(image[1:], image[:1]))[0].permute(1, 2, 0)
+        flow = 4 * head.coarse_to_fine(head._fixed(image[1:], image[:1]))[0].permute(1, 2, 0)
         errors.append(float((flow - gt[0, 0]).norm(dim=-1)[supervised[0, 0]].median()))
         still.append(float(gt[0, 0].norm(dim=-1)[supervised[0, 0]].median()))
     assert errors[0] < 0.6 * still[0] and errors[1] < 0.8 * still[1], (errors, still)  # both better than no motion

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mem4d.layers.local_corr import correlation_window, local_correlation, pool_pyramid, soft_argmax_offset
+from mem4d.layers.local_corr import local_correlation, pool_pyramid, soft_argmax_offset, window_reader
 
 __all__ = ["CorrespondenceHead", "STRIDE", "patch_features", "quarter_image"]
 
@@ -106,34 +106,39 @@ class CorrespondenceHead(nn.Module):
         learned = self.fnet((x - mean) / (std + 0.05))
         return torch.cat([learned.float(), quarter_image(frame)], dim=1).to(learned.dtype)
 
-    def _fixed(self, image: Tensor, prev_image: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Per level: frame t's patch features read at the level-0 cells, frame t-1's at the level."""
+    def _fixed(self, image: Tensor, prev_image: Tensor) -> list:
+        """Per level, a `window_reader` of frame t's patch features (read at the level-0 cells)
+        against frame t-1's at the level."""
         h4, w4 = image.shape[-2:]
-        queries, targets = [], []
+        readers = []
         for level in range(self.levels):
             q = patch_features(image, level)
-            queries.append(q if level == 0 else F.interpolate(q, size=(h4, w4), mode="bilinear", align_corners=False))
-            targets.append(patch_features(prev_image, level))
-        return queries, targets
+            q = q if level == 0 else F.interpolate(q, size=(h4, w4), mode="bilinear", align_corners=False)
+            readers.append(window_reader(q, patch_features(prev_image, level), level))
+        return readers
 
-    def coarse_to_fine(self, queries: list[Tensor], targets: list[Tensor]) -> Tensor:
-        """Parameter-free estimate of the flow (B, 2, h4, w4) in level-0 cells from `_fixed`'s
-        features. Two candidates: the soft-argmax at the coarsest level refined around the
-        coarser estimate at each finer level (a search range of r * (2^levels - 1) cells: 21
-        cells, 84 pixels, for r = 3 and 3 levels), and the level-0 search alone (better for
-        small motions, which the coarse levels blur); each cell keeps the one whose final level-0
-        window peaks higher."""
-        sharp = NCC_SHARPNESS * queries[0].shape[1] ** 0.5  # undoes the 1/sqrt(C) of the correlation
-        B, _, h4, w4 = queries[0].shape
-        zero = queries[0].new_zeros(B, 2, h4, w4, dtype=torch.float32)
-        estimate = zero
+    # the softmax scale of the fixed features' correlation: NCC_SHARPNESS for a perfect match
+    # (undoes the 1/sqrt(C) of the correlation)
+    _sharp = NCC_SHARPNESS * (3 * PATCH**2) ** 0.5
+
+    def coarse_to_fine(self, readers: list) -> Tensor:
+        """Parameter-free estimate of the flow (B, 2, h4, w4) in level-0 cells from the fixed
+        features' window readers (`_fixed`). Two candidates: the soft-argmax at the coarsest level
+        refined around the coarser estimate at each finer level (a search range of
+        r * (2^levels - 1) cells: 21 cells, 84 pixels, for r = 3 and 3 levels), and the level-0
+        search alone (better for small motions, which the coarse levels blur); each cell keeps the
+        one whose final level-0 window peaks higher."""
+        r = self.radius
+        zero = None
+        estimate = None
         for level in reversed(range(1, self.levels)):
-            window = correlation_window(queries[level], targets[level], level, self.radius, estimate)
-            estimate = estimate + 2.0**level * soft_argmax_offset(window * sharp, self.radius)
-        best, peak = zero, None
+            window = readers[level](r, estimate) * self._sharp
+            step = 2.0**level * soft_argmax_offset(window, r)
+            estimate = step if estimate is None else estimate + step
+        best, peak = None, None
         for start in (zero, estimate) if self.levels > 1 else (zero,):
-            window = correlation_window(queries[0], targets[0], 0, self.radius, start) * sharp
-            candidate = start + soft_argmax_offset(window, self.radius)
+            window = readers[0](r, start) * self._sharp
+            candidate = soft_argmax_offset(window, r) if start is None else start + soft_argmax_offset(window, r)
             top = window.amax(dim=1, keepdim=True)
             best = candidate if peak is None else torch.where(top > peak, candidate, best)
             peak = top if peak is None else torch.maximum(top, peak)
@@ -152,12 +157,11 @@ class CorrespondenceHead(nn.Module):
         """
         B, _, h4, w4 = feats.shape
         C, r = self.learned, self.radius
-        queries, targets = self._fixed(feats[:, C:].float(), prev_feats[:, C:].float())
-        estimate = self.coarse_to_fine(queries, targets)  # (B, 2, h4, w4) cells
+        with torch.no_grad():  # the fixed features are the frames' pixels: nothing to train through them
+            readers = self._fixed(feats[:, C:].float(), prev_feats[:, C:].float())
+            estimate = self.coarse_to_fine(readers)  # (B, 2, h4, w4) cells
+            fixed = [read(r, estimate) * self._sharp for read in readers]
         corr = local_correlation(feats[:, :C], prev_feats[:, :C], r, self.levels, estimate)
-        sharp = NCC_SHARPNESS * queries[0].shape[1] ** 0.5
-        fixed = [correlation_window(q, t, level, r, estimate) * sharp
-                 for level, (q, t) in enumerate(zip(queries, targets))]
         offsets = [soft_argmax_offset(c, r) for c in corr + fixed]
         ctx = self.context(tokens).transpose(1, 2).reshape(B, -1, *grid)
         ctx = F.interpolate(ctx, size=(h4, w4), mode="bilinear", align_corners=False)
