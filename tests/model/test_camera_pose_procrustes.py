@@ -16,14 +16,14 @@ from mem4d.geometry.se3 import cam_a2cam_b, transform_points
 from mem4d.losses.flow import flow_targets
 from mem4d.losses.objective import Mem4DObjective, Targets
 from mem4d.model.mem4d import Mem4D
-from mem4d.model.procrustes_pose import procrustes_motion
+from mem4d.model.procrustes_pose import procrustes_motion, scale_gradient
 from mem4d.model.state import StreamState
 
 
-def _model(seed: int = 0) -> Mem4D:
+def _model(seed: int = 0, **heads) -> Mem4D:
     torch.manual_seed(seed)
     cfg = Mem4DConfig.tiny()
-    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes"))
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
     return Mem4D(cfg).eval()
 
 
@@ -75,19 +75,38 @@ def test_stream_is_causal_and_resumes_from_a_saved_state(tmp_path):
     torch.testing.assert_close(rest.pts_world, full.pts_world[:, 2:], atol=1e-5, rtol=1e-5)
 
 
-def test_the_pose_loss_trains_matching_weights_and_depth_through_the_fit():
-    model = _model(2).train()
+@pytest.mark.parametrize("through", [0.0, 0.5])
+def test_the_pose_loss_trains_matching_weights_and_depth_only_as_asked(through):
+    """heads.solver_depth_grad: the pose's gradient reaches the matches and weights always, the
+    depth head only when asked (0, the default: not at all). Without the PSM, whose memory of
+    earlier frames' points is another (legitimate) path from the depth to a later pose."""
+    torch.manual_seed(2)
+    cfg = dataclasses.replace(Mem4DConfig.tiny(), variant="no_psm")
+    model = Mem4D(dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes",
+                                                                     solver_depth_grad=through))).train()
     with torch.no_grad():  # as after some training: the head's zero-initialised last layer has moved
         model.correspondence.head[-1].weight.normal_(0, 0.01)
     out = model(make_clip(3, seed=5))
     out.cam2world[:, 2, :3, 3].sum().backward()
-    for name in ("correspondence.head.4.weight", "correspondence.fnet.0.weight", "head_cam.dpt.head.0.weight"):
-        param = dict(model.named_parameters()).get(name)
-        if param is None:
-            continue
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert model.correspondence.head[-1].weight.grad.abs().sum() > 0
     assert model.correspondence.fnet[0].weight.grad.abs().sum() > 0
+    depth_grad = model.head_cam.dpt.out_conv3.weight.grad
+    if through == 0:
+        assert depth_grad is None or depth_grad.abs().sum() == 0
+    else:
+        assert depth_grad is not None and depth_grad.abs().sum() > 0
+
+
+def test_scale_gradient_keeps_the_value_and_scales_the_gradient():
+    x = torch.randn(5, requires_grad=True)
+    for s in (0.0, 0.25, 1.0):
+        x.grad = None
+        y = scale_gradient(x, s)
+        torch.testing.assert_close(y, x)
+        if y.requires_grad:
+            (3 * y).sum().backward()
+        expected = torch.full((5,), 3 * s)
+        torch.testing.assert_close(x.grad if x.grad is not None else torch.zeros(5), expected)
 
 
 def test_objective_supervises_the_flow_and_the_weights():

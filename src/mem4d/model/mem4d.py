@@ -34,7 +34,7 @@ from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
 from mem4d.model.pose_refinement import refine_pose
-from mem4d.model.procrustes_pose import motion_evidence, procrustes_motion
+from mem4d.model.procrustes_pose import motion_evidence, procrustes_motion, scale_gradient
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -177,7 +177,9 @@ class Mem4D(nn.Module):
             return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
-        motion = procrustes_motion(pts_cam, state.prev_pts_cam, flow, weight, intrinsics=cam["intrinsics"],
+        through = self.config.heads.solver_depth_grad  # how much of the pose's gradient reaches the depth
+        motion = procrustes_motion(scale_gradient(pts_cam, through), scale_gradient(state.prev_pts_cam, through), flow,
+                                   weight, intrinsics=cam["intrinsics"],
                                    reprojection_iters=self.config.heads.reprojection_iters)  # camera t -> camera t-1
         evidence = motion_evidence(pts_cam, state.prev_pts_cam, flow, weight, motion, cam["intrinsics"])
         return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)

@@ -11,8 +11,8 @@ match falls outside frame t-1 or behind a camera get no weight; the rest are wei
 head's weight (it learns to ignore moving objects, occlusions and unreliable matches, as the
 pose loss flows back through the fit).
 
-Everything is differentiable: the pose losses train the flow, the weights and both frames'
-depth through the fit.
+Everything is differentiable: the pose losses train the flow, the weights and (scaled by
+``heads.solver_depth_grad``, `scale_gradient`; none by default) both frames' depth through the fit.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mem4d.geometry.rotation import axis_angle_to_matrix
 from mem4d.geometry.se3 import se3_from_rt
 from mem4d.model.correspondence import STRIDE
 
-__all__ = ["cell_centres", "motion_evidence", "procrustes_motion"]
+__all__ = ["cell_centres", "motion_evidence", "procrustes_motion", "scale_gradient"]
 
 ROBUST_ITERS = 3  # measured on exact ground truth (tests): the plain fit's translation was off by 18 %, this one by < 1 %
 ROBUST_REL = 0.02
@@ -39,6 +39,15 @@ def cell_centres(h4: int, w4: int, device: torch.device) -> Tensor:
     xs = torch.arange(w4, device=device, dtype=torch.float32) * STRIDE + (STRIDE - 1) / 2
     y, x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([x, y], dim=-1)
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass (0: detached)."""
+    if scale == 0:
+        return x.detach()
+    if scale == 1:
+        return x
+    return x.detach() + scale * (x - x.detach())
 
 
 def _sample(pts: Tensor, xy: Tensor) -> Tensor:
