@@ -351,13 +351,16 @@ class HeadsConfig(_Config):
             minimise the reprojection error of frame t's points at their matches in frame t-1
             (0: the rigid fit alone). Measured with exact matches and the shipped model's depth
             on 6 ``synthetic-dynamic`` scenes: ATE 0.237 for the rigid fit, 0.183 after 3 steps.
-        solver_depth_grad: with ``"procrustes"`` [choice], the scale of the gradient that the pose
-            (through the rigid fit and the reprojection steps) sends into both frames' ``pts_cam``;
-            0 (default): none, the depth is trained by the pointmap losses alone and the pose
-            losses train the matches and their weights. Measured (docs/RESULTS.md): at 1, fine-tuning
-            the shipped model, the pose and world terms sent the depth head 1-3x the gradient of
-            its own pointmap loss at the start and 20-50x after 200 steps, and the depth collapsed
-            (validation Abs Rel 0.20 -> 1.00 in 250 steps).
+        depth_grad_from_pose: with ``"procrustes"`` [choice], the scale of the gradient that the
+            pose (through the rigid fit and the reprojection steps) and the world pointmap
+            ``cam2world . pts_cam`` send into ``pts_cam``; 0 (default): none, the depth is
+            trained by its own pointmap losses, the pose and world terms train the matches,
+            their weights and the FoV. Measured (docs/RESULTS.md, fine-tuning the shipped
+            model): at 1 the pose and world terms sent the depth head 1-3x the gradient of its
+            own loss at the start and 20-50x after 200 steps, and the depth collapsed
+            (validation Abs Rel 0.20 -> 1.00 in 250 steps); with the fit detached but the world
+            pointmap not, the world loss alone sent the depth as much gradient as its own loss,
+            read through poses still ~0.3 m off, and validation Abs Rel rose 0.20 -> 0.255.
         flow_features / flow_hidden / flow_radius / flow_levels: the correspondence head's
             matching channels, conv width, correlation window radius and pyramid levels
             (``"procrustes"`` only).
@@ -384,7 +387,7 @@ class HeadsConfig(_Config):
     flow_levels: int = 3
     anchor_first: bool = True
     reprojection_iters: int = 3
-    solver_depth_grad: float = 0.0
+    depth_grad_from_pose: float = 0.0
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -392,10 +395,10 @@ class HeadsConfig(_Config):
               "flow_levels", "reprojection_iters")
         if self.reprojection_iters < 0:
             raise ValueError(f"HeadsConfig.reprojection_iters must be >= 0, got {self.reprojection_iters}")
-        if not isinstance(self.solver_depth_grad, (int, float)) or isinstance(self.solver_depth_grad, bool) \
-                or not 0 <= self.solver_depth_grad <= 1:
-            raise ValueError(f"HeadsConfig.solver_depth_grad must be a number in [0, 1], got {self.solver_depth_grad!r}")
-        self.solver_depth_grad = float(self.solver_depth_grad)
+        if not isinstance(self.depth_grad_from_pose, (int, float)) or isinstance(self.depth_grad_from_pose, bool) \
+                or not 0 <= self.depth_grad_from_pose <= 1:
+            raise ValueError(f"HeadsConfig.depth_grad_from_pose must be a number in [0, 1], got {self.depth_grad_from_pose!r}")
+        self.depth_grad_from_pose = float(self.depth_grad_from_pose)
         _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth", "flow_features", "flow_hidden",
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:

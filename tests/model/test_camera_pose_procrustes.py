@@ -76,18 +76,20 @@ def test_stream_is_causal_and_resumes_from_a_saved_state(tmp_path):
 
 
 @pytest.mark.parametrize("through", [0.0, 0.5])
-def test_the_pose_loss_trains_matching_weights_and_depth_only_as_asked(through):
-    """heads.solver_depth_grad: the pose's gradient reaches the matches and weights always, the
-    depth head only when asked (0, the default: not at all). Without the PSM, whose memory of
-    earlier frames' points is another (legitimate) path from the depth to a later pose."""
+@pytest.mark.parametrize("output", ["pose", "world points"])
+def test_the_pose_loss_trains_matching_weights_and_depth_only_as_asked(through, output):
+    """heads.depth_grad_from_pose: the gradient of the pose and of the world pointmap reaches the
+    matches and weights always, the depth head only when asked (0, the default: not at all).
+    Without the PSM, whose memory of earlier frames' points is another (legitimate) path from
+    the depth to a later pose."""
     torch.manual_seed(2)
     cfg = dataclasses.replace(Mem4DConfig.tiny(), variant="no_psm")
     model = Mem4D(dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes",
-                                                                     solver_depth_grad=through))).train()
+                                                                     depth_grad_from_pose=through))).train()
     with torch.no_grad():  # as after some training: the head's zero-initialised last layer has moved
         model.correspondence.head[-1].weight.normal_(0, 0.01)
     out = model(make_clip(3, seed=5))
-    out.cam2world[:, 2, :3, 3].sum().backward()
+    (out.cam2world[:, 2, :3, 3] if output == "pose" else out.pts_world[:, 2]).sum().backward()
     assert model.correspondence.head[-1].weight.grad.abs().sum() > 0
     assert model.correspondence.fnet[0].weight.grad.abs().sum() > 0
     depth_grad = model.head_cam.dpt.out_conv3.weight.grad

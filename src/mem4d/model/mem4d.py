@@ -143,7 +143,9 @@ class Mem4D(nn.Module):
         match = None
         if self.correspondence is not None:  # "procrustes": the pose from matches and the pointmaps
             cam, match = self._procrustes_pose(frame, cam, pts_cam, stages[-1][:, :N], state, grid)
-            pts_world, conf_world = transform_points(cam["cam2world"][:, None, None], pts_cam), conf_cam
+            # the world loss, read through a pose that may be wrong, would bend the depth to fit it
+            posed = scale_gradient(pts_cam, cfg.heads.depth_grad_from_pose)
+            pts_world, conf_world = transform_points(cam["cam2world"][:, None, None], posed), conf_cam
         else:
             pts_world, conf_world = self.head_world(dpt_in, grid)
         dyn = None
@@ -177,7 +179,7 @@ class Mem4D(nn.Module):
             return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
-        through = self.config.heads.solver_depth_grad  # how much of the pose's gradient reaches the depth
+        through = self.config.heads.depth_grad_from_pose  # how much of the pose's gradient reaches the depth
         motion = procrustes_motion(scale_gradient(pts_cam, through), scale_gradient(state.prev_pts_cam, through), flow,
                                    weight, intrinsics=cam["intrinsics"],
                                    reprojection_iters=self.config.heads.reprojection_iters)  # camera t -> camera t-1

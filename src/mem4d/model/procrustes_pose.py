@@ -12,7 +12,8 @@ head's weight (it learns to ignore moving objects, occlusions and unreliable mat
 pose loss flows back through the fit).
 
 Everything is differentiable: the pose losses train the flow, the weights and (scaled by
-``heads.solver_depth_grad``, `scale_gradient`; none by default) both frames' depth through the fit.
+``heads.depth_grad_from_pose``, `scale_gradient`; none by default) both frames' depth through
+the fit.
 """
 
 from __future__ import annotations
