@@ -57,6 +57,32 @@ def test_no_weight_decay_on_norms_biases_and_tokens():
     assert len(no_decay["params"]) == 4  # lin.bias, norm.weight, norm.bias, camera_token
 
 
+def test_lr_scale_moves_named_modules_slower_and_follows_the_schedule():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 2)
+
+    from mem4d.train.optim import build_optimizer
+
+    net = Net()
+    opt = build_optimizer(net, 1e-3, 0.1, lr_scale={"trunk": 0.1})
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(net.trunk.weight)] == pytest.approx(1e-4) and lr_of[id(net.trunk.bias)] == pytest.approx(1e-4)
+    assert lr_of[id(net.head.weight)] == pytest.approx(1e-3)
+    sched = build_scheduler(opt, 10, 0, 0.0)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs[id(net.trunk.weight)] / lrs[id(net.head.weight)] == pytest.approx(0.1)  # one schedule, two scales
+    with pytest.raises(ValueError, match="names no module"):
+        build_optimizer(net, 1e-3, 0.1, lr_scale={"decoder": 0.1})
+    recipe = Recipe.from_dict({"train": {"lr_scale": {"trunk": 0.5}}})
+    assert recipe.train.lr_scale == {"trunk": 0.5}
+
+
 def test_warmup_then_cosine():
     assert warmup_cosine(0, 100, 10, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(9, 100, 10, 0.1) == pytest.approx(1.0)

@@ -9,24 +9,39 @@ import torch
 from torch import nn
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: matrices/kernels with decay; biases, norm weights and 1-D parameters without."""
-    decay, no_decay = [], []
+def parameter_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
+                     lr_scale: dict[str, float] | None = None) -> list[dict]:
+    """Matrices/kernels with decay; biases, norm weights and 1-D parameters without.
+
+    With ``lr_scale`` (top-level module name -> learning-rate multiplier, e.g. ``{"encoder": 0.1}``
+    to move a pretrained trunk slower than new heads) each of the two groups is split further by
+    multiplier, and each group's ``lr`` is ``lr * multiplier``.
+    """
+    scales = dict(lr_scale or {})
+    names = {name.split(".")[0] for name, _ in model.named_parameters()}  # modules and top-level parameters
+    unknown = sorted(set(scales) - names)
+    if unknown:
+        raise ValueError(f"train.lr_scale names no module of the model: {unknown}; its modules: {sorted(names)}")
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in scales.values()):
+        raise ValueError(f"train.lr_scale values must be numbers >= 0, got {scales}")
+    groups: dict[tuple[bool, float], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or name.endswith(".bias") or "norm" in name or "token" in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        no_decay = param.ndim <= 1 or name.endswith(".bias") or "norm" in name or "token" in name
+        groups.setdefault((not no_decay, float(scales.get(name.split(".")[0], 1.0))), []).append(param)
+    out = []
+    for (decay, scale), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1])):
+        group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if lr_scale:
+            group["lr"] = lr * scale if lr is not None else scale
+        out.append(group)
+    return out
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95)) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=tuple(betas))
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95),
+                    lr_scale: dict[str, float] | None = None) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameter_groups(model, weight_decay, lr, lr_scale), lr=lr, betas=tuple(betas))
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:

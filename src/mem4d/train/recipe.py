@@ -113,6 +113,9 @@ class TrainRecipe:
     steps: int = 200
     batch_size: int = 2
     lr: float = 3e-4
+    # learning-rate multiplier per top-level module, e.g. {encoder: 0.1, decoder: 0.1}: a pretrained
+    # trunk moves slower than the heads a fine-tune adds (empty: every parameter at `lr`)
+    lr_scale: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 20

@@ -178,7 +178,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
     model.train()
     if t.grad_checkpointing and hasattr(model, "set_gradient_checkpointing"):
         model.set_gradient_checkpointing(True)
-    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas)
+    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, t.lr_scale)
     scheduler = build_scheduler(optimizer, t.steps, t.warmup_steps, t.min_lr_ratio)
     start = load_checkpoint(ckpt, model, optimizer, scheduler) if ckpt else 0
     # some parameters (e.g. memory readers at a clip's first frame) may get no gradient in a step
