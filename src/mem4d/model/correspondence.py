@@ -129,14 +129,13 @@ class CorrespondenceHead(nn.Module):
         search alone (better for small motions, which the coarse levels blur); each cell keeps the
         one whose final level-0 window peaks higher."""
         r = self.radius
-        zero = None
-        estimate = None
+        estimate = None  # None: a window centred on the cell itself
         for level in reversed(range(1, self.levels)):
             window = readers[level](r, estimate) * self._sharp
             step = 2.0**level * soft_argmax_offset(window, r)
             estimate = step if estimate is None else estimate + step
         best, peak = None, None
-        for start in (zero, estimate) if self.levels > 1 else (zero,):
+        for start in (None, estimate) if self.levels > 1 else (None,):
             window = readers[0](r, start) * self._sharp
             candidate = soft_argmax_offset(window, r) if start is None else start + soft_argmax_offset(window, r)
             top = window.amax(dim=1, keepdim=True)

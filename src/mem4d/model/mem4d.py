@@ -142,9 +142,9 @@ class Mem4D(nn.Module):
             cam = chain_pose(cam, state.cam2world)
         match = None
         if self.correspondence is not None:  # "procrustes": the pose from matches and the pointmaps
-            cam, match = self._procrustes_pose(frame, cam, pts_cam, stages[-1][:, :N], state, grid)
-            # the world loss, read through a pose that may be wrong, would bend the depth to fit it
+            # the pose and the world loss (read through a pose that may be wrong) would bend the depth to fit them
             posed = scale_gradient(pts_cam, cfg.heads.depth_grad_from_pose)
+            cam, match = self._procrustes_pose(frame, cam, posed, stages[-1][:, :N], state, grid)
             pts_world, conf_world = transform_points(cam["cam2world"][:, None, None], posed), conf_cam
         else:
             pts_world, conf_world = self.head_world(dpt_in, grid)
@@ -169,6 +169,7 @@ class Mem4D(nn.Module):
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
                          state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor, Tensor]]:
         """Replaces the camera head's pose by the chained Procrustes motion (frame 0 keeps the identity).
+        ``pts_cam`` arrives with its gradient already scaled by ``heads.depth_grad_from_pose``.
 
         Returns (camera dict, (matching features (B, C, H/4, W/4), flow (B, H/4, W/4, 2),
         weight (B, H/4, W/4), the fit's motion evidence (B, 4, H/4, W/4) or None at frame 0)).
@@ -179,9 +180,8 @@ class Mem4D(nn.Module):
             return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
-        through = self.config.heads.depth_grad_from_pose  # how much of the pose's gradient reaches the depth
-        motion = procrustes_motion(scale_gradient(pts_cam, through), scale_gradient(state.prev_pts_cam, through), flow,
-                                   weight, intrinsics=cam["intrinsics"],
+        prev = scale_gradient(state.prev_pts_cam, self.config.heads.depth_grad_from_pose)  # pts_cam comes scaled
+        motion = procrustes_motion(pts_cam, prev, flow, weight, intrinsics=cam["intrinsics"],
                                    reprojection_iters=self.config.heads.reprojection_iters)  # camera t -> camera t-1
         evidence = motion_evidence(pts_cam, state.prev_pts_cam, flow, weight, motion, cam["intrinsics"])
         return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)

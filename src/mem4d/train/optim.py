@@ -33,8 +33,8 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr: float | None = N
     out = []
     for (decay, scale), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1])):
         group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
-        if lr_scale:
-            group["lr"] = lr * scale if lr is not None else scale
+        if lr_scale and lr is not None:
+            group["lr"] = lr * scale
         out.append(group)
     return out
 
