@@ -361,6 +361,12 @@ class HeadsConfig(_Config):
             (validation Abs Rel 0.20 -> 1.00 in 250 steps); with the fit detached but the world
             pointmap not, the world loss alone sent the depth as much gradient as its own loss,
             read through poses still ~0.3 m off, and validation Abs Rel rose 0.20 -> 0.255.
+        fit_points: with ``"procrustes"`` [choice], the 3D points of the rigid fit and of the
+            world pointmap: ``"depth"`` (default): the predicted depth lifted along the
+            predicted intrinsics' rays, so the points agree with the camera the reprojection
+            steps project through; ``"pointmap"``: ``pts_cam`` as the pointmap head gives it
+            (its rays are its own). Measured on run G's checkpoint (docs/RESULTS.md): rotation
+            error per frame 9.8 degrees with the pointmap, 1.0 with the depth.
         flow_features / flow_hidden / flow_radius / flow_levels: the correspondence head's
             matching channels, conv width, correlation window radius and pyramid levels
             (``"procrustes"`` only).
@@ -388,6 +394,7 @@ class HeadsConfig(_Config):
     anchor_first: bool = True
     reprojection_iters: int = 3
     depth_grad_from_pose: float = 0.0
+    fit_points: str = "depth"
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -408,6 +415,8 @@ class HeadsConfig(_Config):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:
             raise ValueError(f"HeadsConfig.camera_pose must be one of {CAMERA_POSES}, got {self.camera_pose!r}")
+        if self.fit_points not in ("depth", "pointmap"):
+            raise ValueError(f"HeadsConfig.fit_points must be 'depth' or 'pointmap', got {self.fit_points!r}")
         if self.pose_refinement not in ("none", "photometric"):
             raise ValueError(f"HeadsConfig.pose_refinement must be 'none' or 'photometric', got {self.pose_refinement!r}")
 

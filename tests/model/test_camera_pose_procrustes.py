@@ -11,12 +11,13 @@ from conftest import make_clip
 
 from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
+from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.geometry.rotation import rotation_angle
 from mem4d.geometry.se3 import cam_a2cam_b, transform_points
 from mem4d.losses.flow import flow_targets
 from mem4d.losses.objective import Mem4DObjective, Targets
 from mem4d.model.mem4d import Mem4D
-from mem4d.model.procrustes_pose import procrustes_motion, scale_gradient
+from mem4d.model.procrustes_pose import fit_points, procrustes_motion, scale_gradient
 from mem4d.model.state import StreamState
 
 
@@ -41,12 +42,17 @@ def test_exact_pointmaps_and_flow_give_the_true_motion():
     assert float(torch.rad2deg(rotation_angle(truth[:, :3, :3]))) > 1.0 or float(truth[:, :3, 3].norm()) > 0.05
 
 
-def test_outputs_are_consistent_and_frame0_is_the_identity():
-    model = _model()
+@pytest.mark.parametrize("fit_points", ["depth", "pointmap"])
+def test_outputs_are_consistent_and_frame0_is_the_identity(fit_points):
+    model = _model(fit_points=fit_points)
     assert model.head_world is None and model.correspondence is not None
     with torch.no_grad():
         out = model(make_clip(4, B=2, seed=3))
-    torch.testing.assert_close(out.pts_world, transform_points(out.cam2world[:, :, None, None], out.pts_cam))
+    # the world pointmap is the fit's points placed by the pose: the depth on the intrinsics' rays, or pts_cam
+    posed = depth_to_pts_cam(out.depth, out.intrinsics) if fit_points == "depth" else out.pts_cam
+    torch.testing.assert_close(out.pts_world, transform_points(out.cam2world[:, :, None, None], posed))
+    if fit_points == "depth":  # an untrained pointmap head's rays are its own: the option changes something
+        assert not torch.allclose(posed, out.pts_cam, atol=1e-3)
     assert torch.equal(out.conf_world, out.conf_cam)
     assert torch.equal(out.cam2world[:, 0], torch.eye(4).expand(2, 4, 4))
     assert out.flow.shape == (2, 4, 12, 16, 2) and out.flow_weight.shape == (2, 4, 12, 16)
@@ -208,7 +214,7 @@ def test_motion_head_starts_unchanged_by_the_evidence_branch():
 
 
 def test_refinement_starts_from_the_networks_motion(monkeypatch):
-    """With refinement on, a procrustes model hands its own motion t-1 -> t to the alignment as the first start."""
+    """With refinement on, a procrustes model hands its own motion t-1 -> t to the alignment as a start."""
     import mem4d.model.mem4d as mem4d_module
 
     torch.manual_seed(0)
@@ -286,3 +292,35 @@ def test_reprojection_steps_never_raise_the_cost_or_jump_far():
     bound = 5 * 0.1 * p[..., 2].median(dim=-1).values  # 5 steps of at most 10 % of the median depth each
     assert (moved[:, :3, 3].norm(dim=-1) <= bound + 1e-5).all()
     assert torch.isfinite(moved).all()
+
+
+def test_depth_fit_points_survive_a_pointmap_whose_rays_disagree_with_the_intrinsics():
+    """``heads.fit_points = "depth"``: a pointmap head whose x/y spread is off (here 15 % too wide)
+    but whose depth is right still gives the true motion; its own points do not."""
+    s = make_scene(11, 2, image_size=(96, 128), dynamic=True, camera_speed=3.0)
+    t = Targets.from_samples([s])
+    flow, supervised, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                          t.dynamic_mask)
+    wide = t.pts_cam * torch.tensor([1.15, 1.15, 1.0])  # (B, T, H, W, 3): right depth, wrong rays
+    truth = cam_a2cam_b(s.cam2world[1:2], s.cam2world[0:1])
+    errors = {}
+    for source in ("depth", "pointmap"):
+        p, q = (fit_points(wide[:, i], t.intrinsics[:, i], source, 1.0) for i in (1, 0))
+        motion = procrustes_motion(p, q, flow[:, 0], supervised[:, 0].float(), intrinsics=t.intrinsics[:, 0],
+                                   reprojection_iters=3)
+        errors[source] = float(torch.rad2deg(rotation_angle(truth[:, :3, :3].transpose(1, 2) @ motion[:, :3, :3])))
+    assert errors["depth"] < 0.2 < errors["pointmap"]
+
+
+def test_fit_points_scale_the_depth_gradient_and_keep_the_intrinsics():
+    grads = {}
+    for scale in (1.0, 0.5, 0.0):
+        pts = torch.rand(1, 8, 8, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        K = torch.tensor([[[10.0, 0, 4], [0, 10, 4], [0, 0, 1]]], requires_grad=True)
+        fit_points(pts, K, "depth", scale).square().sum().backward()
+        grads[scale] = (torch.zeros_like(pts) if pts.grad is None else pts.grad, K.grad)
+    assert torch.equal(grads[1.0][0][..., :2], torch.zeros(1, 8, 8, 2))  # only the depth is read
+    torch.testing.assert_close(grads[0.5][0], 0.5 * grads[1.0][0])
+    assert torch.equal(grads[0.0][0], torch.zeros(1, 8, 8, 3))
+    for scale in (0.5, 0.0):  # the intrinsics keep their whole gradient
+        torch.testing.assert_close(grads[scale][1], grads[1.0][1])

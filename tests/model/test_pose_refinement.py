@@ -93,3 +93,20 @@ def test_the_refinement_pyramid_follows_the_frame_size():
             out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1))
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
         assert float(rotation_angle(err[:3, :3]).rad2deg()) < 0.5, size
+
+
+def test_a_good_extra_start_rescues_a_turn_the_velocity_and_no_motion_miss():
+    """A 14-degree turn in one frame is beyond the alignment from no motion (the velocity is still
+    none at frame 1); the network's motion handed in as ``start_a2b`` is kept when it ends lower."""
+    s = make_scene(2, 2, (96, 128), camera_path="rotation", dynamic=False, camera_speed=12.0, environment="room")
+    truth = torch.linalg.inv(s.cam2world[1]) @ s.cam2world[0]  # frame 0 -> frame 1
+    errors = []
+    for start in (None, truth[None]):
+        state = StreamState(batch_size=1, image_size=(96, 128))
+        for t in range(2):
+            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
+            out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
+                                     start_a2b=start if t else None)
+        err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
+        errors.append(float(rotation_angle(err[:3, :3]).rad2deg()))
+    assert errors[1] < 0.5 < 5.0 < errors[0], errors

@@ -34,7 +34,7 @@ from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
 from mem4d.model.pose_refinement import refine_pose
-from mem4d.model.procrustes_pose import motion_evidence, procrustes_motion, scale_gradient
+from mem4d.model.procrustes_pose import fit_points, motion_evidence, procrustes_motion, scale_gradient
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -143,7 +143,7 @@ class Mem4D(nn.Module):
         match = None
         if self.correspondence is not None:  # "procrustes": the pose from matches and the pointmaps
             # the pose and the world loss (read through a pose that may be wrong) would bend the depth to fit them
-            posed = scale_gradient(pts_cam, cfg.heads.depth_grad_from_pose)
+            posed = fit_points(pts_cam, cam["intrinsics"], cfg.heads.fit_points, cfg.heads.depth_grad_from_pose)
             cam, match = self._procrustes_pose(frame, cam, posed, stages[-1][:, :N], state, grid)
             pts_world, conf_world = transform_points(cam["cam2world"][:, None, None], posed), conf_cam
         else:
@@ -156,7 +156,8 @@ class Mem4D(nn.Module):
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
         new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout,
-                                     None if match is None else match[0])
+                                     None if match is None else (match[0], fit_points(pts_cam, out.intrinsics,
+                                                                                      cfg.heads.fit_points, 1.0)))
         if self.tdm is not None and enriched:
             new_state = replace(new_state, tdm_feats=[*state.tdm_feats, x][-cfg.tdm.num_past:])
         if cfg.heads.pose_refinement == "photometric":
@@ -187,13 +188,15 @@ class Mem4D(nn.Module):
         return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)
 
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
-                    grid: tuple[int, int], readout: tuple | None, match_feats: Tensor | None = None) -> StreamState:
+                    grid: tuple[int, int], readout: tuple | None,
+                    match: tuple[Tensor, Tensor] | None = None) -> StreamState:
+        """The state after frame t; ``match``: (matching features, the points of the pose fit) for "procrustes"."""
         cfg, t, N, pts_world = self.config, state.frame_index, feat.shape[1], out.pts_world
         new = replace(state, frame_index=t + 1, feats=[*state.feats, feat][-cfg.history:] if cfg.history else [])
         if cfg.heads.camera_pose in ("chained", "procrustes"):
             new = replace(new, cam2world=out.cam2world)
-        if match_feats is not None:
-            new = replace(new, prev_match_feats=match_feats, prev_pts_cam=out.pts_cam)
+        if match is not None:
+            new = replace(new, prev_match_feats=match[0], prev_pts_cam=match[1])
         if self.psm is not None:  # write P_t after frame t is predicted
             frames, tokens, scale = self.psm.write(state.psm_frames, state.psm_tokens, state.psm_scale, t,
                                                    pts_world, grid, last[:, :N])

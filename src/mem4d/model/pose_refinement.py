@@ -8,8 +8,10 @@ level has a long side of at most 32 pixels whatever the input size (`pyramid_lev
 at 96x128, 4 at 192x256, 5 at 384x512), started
 twice, from the previous frame-to-frame motion (constant velocity) and from no motion, keeping
 the start that ends with the lower photometric cost, so that one failed frame does not derail
-the next through the velocity; with ``heads.camera_pose == "procrustes"`` the first start is
-the network's own frame t-1 -> t motion instead of the velocity. Measured
+the next through the velocity; with ``heads.camera_pose == "procrustes"`` the network's own
+frame t-1 -> t motion is a third start (run G's checkpoint, first 8 ``synthetic-dynamic``
+scenes at 128: ATE 0.098 with the network's motion in place of the velocity, 0.081 with the
+velocity and no motion only, 0.076 with all three; docs/RESULTS.md). Measured
 (`bench/bench_pose_refinement.py`, docs/RESULTS.md): with exact depth on four 40-frame loop scenes turning 8-11 degrees a frame, two starts took
 the mean rotation error per frame from 0.1 / 4.0 / 20.3 / 0.9 to 0.1 / 3.7 / 6.8 / 0.5 degrees;
 a 4th pyramid level helped more there but did worse on `synthetic-dynamic` with the step-3200
@@ -42,19 +44,24 @@ ITERS = (12, 8, 6)  # Gauss-Newton iterations per level, coarsest first; finer e
 
 def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int | None,
            iters: tuple[int, ...], two_starts: bool, start_a2b: torch.Tensor | None = None) -> torch.Tensor:
-    """Frame t-1 -> t motion (B, 4, 4): from ``start_a2b`` (default: the constant-velocity start),
-    or the better (lower final cost) of that and the identity start."""
+    """Frame t-1 -> t motion (B, 4, 4): the alignment started from the constant velocity, from no
+    motion (``two_starts``) and from ``start_a2b`` (when given), whichever ends with the lowest
+    photometric cost."""
     B = frame.shape[0]
-    starts = state.pose_velocity if start_a2b is None else start_a2b
+    starts = [state.pose_velocity]
     if two_starts:
-        starts = torch.cat([starts, torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4)])
-    k = starts.shape[0] // B
+        starts.append(torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4))
+    if start_a2b is not None:
+        starts.append(start_a2b)
+    k = len(starts)
     rep = lambda x: x.repeat(k, *([1] * (x.dim() - 1)))  # noqa: E731
     motion, cost = photometric_align(rep(state.prev_image), rep(state.prev_depth), rep(frame), rep(intrinsics),
-                                     init_a2b=starts, weight_a=rep(state.prev_weight), levels=levels, iters=iters)
-    if not two_starts:
+                                     init_a2b=torch.cat(starts), weight_a=rep(state.prev_weight), levels=levels,
+                                     iters=iters)
+    if k == 1:
         return motion
-    return torch.where((cost[:B] <= cost[B:])[:, None, None], motion[:B], motion[B:])
+    best = cost.reshape(k, B).argmin(dim=0)  # ties: the earlier start
+    return motion.reshape(k, B, 4, 4)[best, torch.arange(B, device=frame.device)]
 
 
 @torch.no_grad()
@@ -74,9 +81,9 @@ def refine_pose(
             the frame, the coarsest level at most 32 pixels long), Gauss-Newton iterations per
             level (coarsest first) and whether to also start from no motion (the model's
             settings are the defaults; `bench/bench_pose_refinement.py` compares others).
-        start_a2b: (B, 4, 4) a first guess of the frame t-1 -> t motion to start from instead
-            of the constant velocity (the network's own motion with ``camera_pose ==
-            "procrustes"``); the identity start stays the alternative.
+        start_a2b: (B, 4, 4) a further guess of the frame t-1 -> t motion to start from (the
+            network's own motion with ``camera_pose == "procrustes"``), next to the constant
+            velocity and no motion.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).

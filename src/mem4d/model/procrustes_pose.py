@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.geometry.rigid_fit import rigid_fit
 from mem4d.geometry.rotation import axis_angle_to_matrix
 from mem4d.geometry.se3 import se3_from_rt
 from mem4d.model.correspondence import STRIDE
 
-__all__ = ["cell_centres", "motion_evidence", "procrustes_motion", "scale_gradient"]
+__all__ = ["cell_centres", "fit_points", "motion_evidence", "procrustes_motion", "scale_gradient"]
 
 ROBUST_ITERS = 3  # measured on exact ground truth (tests): the plain fit's translation was off by 18 %, this one by < 1 %
 ROBUST_REL = 0.02
@@ -49,6 +50,26 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
     if scale == 1:
         return x
     return x.detach() + scale * (x - x.detach())
+
+
+def fit_points(pts_cam: Tensor, intrinsics: Tensor, source: str, grad_scale: float) -> Tensor:
+    """The 3D points the rigid fit reads (``heads.fit_points``), gradient scaled by ``grad_scale``
+    (`scale_gradient`, applied to the depth only, so the intrinsics keep theirs).
+
+    Args:
+        pts_cam: (B, H, W, 3) the self-view pointmap; intrinsics: (B, 3, 3) pixels.
+        source: ``"pointmap"``: ``pts_cam`` as predicted; ``"depth"``: its depth lifted along
+            the rays of the predicted intrinsics, ``z K^-1 (u, v, 1)``. The pointmap head's own
+            rays need not agree with the camera head's intrinsics (measured on run G: off by
+            12 % of the depth), and the reprojection steps read the points through those
+            intrinsics: with the pointmap's points the frame-to-frame rotation was 9.8 degrees
+            off, with the depth's 1.0 (`bench/diagnose_procrustes.py`, docs/RESULTS.md).
+    Returns:
+        (B, H, W, 3).
+    """
+    if source == "pointmap":
+        return scale_gradient(pts_cam, grad_scale)
+    return depth_to_pts_cam(scale_gradient(pts_cam[..., 2], grad_scale), intrinsics.to(pts_cam.dtype))
 
 
 def _sample(pts: Tensor, xy: Tensor) -> Tensor:
