@@ -132,3 +132,21 @@ def test_a_time_limit_stops_with_a_checkpoint_and_final_weights(tmp_path):
     resumed = Recipe.from_yaml(TINY, ["train.steps=3", "train.tensorboard=false", "data.val_scenes=0", "train.threads=1"])
     train(resumed, tmp_path / "run", resume=True, progress=False)
     assert [r["step"] for r in _rows(tmp_path / "run") if "loss" in r][-1] == 3
+
+
+def test_frozen_modules_keep_their_weights_while_the_rest_learns(tmp_path):
+    from mem4d.model.mem4d import Mem4D
+
+    frozen = ["encoder", "proj", "tca", "tdm", "psm", "decoder", "camera_token", "head_cam"]
+    recipe = Recipe.from_yaml(TINY, ["train.steps=3", "train.tensorboard=false", "data.val_scenes=0",
+                                     "train.threads=1", f"train.freeze={frozen}"])
+    train(recipe, tmp_path / "run", progress=False)
+    torch.manual_seed(recipe.train.seed)  # the same start as the run's
+    from mem4d.train.trainer import build_model
+
+    start, end = build_model(recipe).state_dict(), Mem4D.from_pretrained(tmp_path / "run" / "final").state_dict()
+    same = {k: torch.equal(start[k], end[k]) for k in end}
+    assert all(v for k, v in same.items() if k.split(".")[0] in frozen)
+    assert not all(v for k, v in same.items() if k.split(".")[0] == "camera_head")
+    with pytest.raises(ValueError, match="train.freeze names no module"):
+        build_model(Recipe.from_yaml(TINY, ["train.freeze=[trunk]"]))

@@ -116,6 +116,10 @@ class TrainRecipe:
     # learning-rate multiplier per top-level module, e.g. {encoder: 0.1, decoder: 0.1}: a pretrained
     # trunk moves slower than the heads a fine-tune adds (empty: every parameter at `lr`)
     lr_scale: dict[str, float] = field(default_factory=dict)
+    # top-level modules held fixed (no gradient, no optimizer state), e.g. the pretrained trunk and
+    # depth head while a fine-tune trains only the pose and motion heads: their outputs stay exactly
+    # those of `model.init_from`, and the step skips their backward pass
+    freeze: list[str] = field(default_factory=list)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 20

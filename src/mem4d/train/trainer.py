@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mem4d.losses.objective import Mem4DObjective, Targets
@@ -54,7 +55,19 @@ def build_model(recipe: Recipe):
         model.load_encoder_weights(m.init_encoder)
     for p in model.encoder.parameters():
         p.requires_grad_(recipe.train.encoder_trainable)
+    freeze_modules(model, recipe.train.freeze)
     return model
+
+
+def freeze_modules(model: nn.Module, names: list[str]) -> None:
+    """Holds the top-level modules (or parameters) ``names`` of ``model`` fixed: no gradient."""
+    top = {name.split(".")[0] for name, _ in model.named_parameters()}
+    unknown = sorted(set(names) - top)
+    if unknown:
+        raise ValueError(f"train.freeze names no module of the model: {unknown}; its modules: {sorted(top)}")
+    for name, param in model.named_parameters():
+        if name.split(".")[0] in names:
+            param.requires_grad_(False)
 
 
 def _load_fitting(model, weights: dict, source: str, overrides: dict) -> None:
