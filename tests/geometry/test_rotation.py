@@ -18,7 +18,9 @@ from mem4d.geometry.rotation import (
     quat_wxyz_to_xyzw,
     quat_xyzw_to_wxyz,
     rotation_angle,
+    se3_orthonormalize,
 )
+from mem4d.geometry.se3 import se3_from_rt
 
 from ._helpers import generator, random_quat, random_rotation
 
@@ -255,3 +257,18 @@ def test_gradients_are_finite_at_identity_half_turn_and_large_angles(dtype):
     R = axis_angle_to_matrix(v)
     (R.sum() + matrix_to_axis_angle(R).sum() + rotation_angle(R).sum() + matrix_to_quat(R).sum()).backward()
     assert torch.isfinite(v.grad).all()
+
+
+def test_se3_orthonormalize_projects_a_drifted_pose_back_onto_a_rigid_transform():
+    g = torch.Generator().manual_seed(0)
+    R = axis_angle_to_matrix(torch.randn(5, 3, generator=g))
+    pose = se3_from_rt(R, torch.randn(5, 3, generator=g))
+    drifted = pose.clone()
+    drifted[:, :3, :3] += 1e-3 * torch.randn(5, 3, 3, generator=g)
+    fixed = se3_orthonormalize(drifted)
+    eye = torch.eye(3).expand(5, 3, 3)
+    assert (drifted[:, :3, :3] @ drifted[:, :3, :3].transpose(1, 2) - eye).abs().max() > 1e-4
+    torch.testing.assert_close(fixed[:, :3, :3] @ fixed[:, :3, :3].transpose(1, 2), eye, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fixed[:, :3, 3], drifted[:, :3, 3])  # the translation is kept
+    torch.testing.assert_close(fixed[:, :3, :3], R, atol=5e-3, rtol=0)  # the nearby rotation, not another
+    torch.testing.assert_close(se3_orthonormalize(pose), pose, atol=1e-6, rtol=0)  # a rotation stays itself

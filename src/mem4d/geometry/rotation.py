@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mem4d.geometry.se3 import _check_matrix, _check_vectors
+from mem4d.geometry.se3 import _check_matrix, _check_vectors, se3_from_rt
 
 __all__ = [
     "quat_to_matrix",
@@ -40,6 +40,7 @@ __all__ = [
     "rotation_angle",
     "quat_xyzw_to_wxyz",
     "quat_wxyz_to_xyzw",
+    "se3_orthonormalize",
 ]
 
 # Below this squared argument the series are used: their truncation error is < 1e-17 there,
@@ -305,3 +306,22 @@ def quat_wxyz_to_xyzw(q: Tensor) -> Tensor:
     """Reorders WXYZ quaternions to scalar-last XYZW (for writing TUM files). (..., 4) -> (..., 4)."""
     _check_vectors(q, 4, "q", "quat_wxyz_to_xyzw")
     return torch.cat([q[..., 1:], q[..., :1]], dim=-1)
+
+
+def se3_orthonormalize(a2b: Tensor) -> Tensor:
+    """The nearest proper rigid transform: the rotation block re-projected onto SO(3).
+
+    A pose chained over a stream (``cam2world_t = cam2world_{t-1} @ motion_t``) in float32 drifts
+    off SO(3) a little at every step (|R R^T - I| reached 1e-4 within 40 frames of the procrustes
+    pose with photometric refinement), and consumers that check orthonormality (the scene
+    memory, exports) refuse it. The rotation goes through its unit quaternion and back
+    (differentiable), the translation is kept and the last row is reset to ``(0, 0, 0, 1)``.
+
+    Args:
+        a2b: (..., 4, 4) transforms whose rotation block is close to a rotation.
+
+    Returns:
+        (..., 4, 4) transforms with an exactly orthonormal rotation block (to float precision).
+    """
+    _check_matrix(a2b, 4, 4, "a2b", "se3_orthonormalize")
+    return se3_from_rt(quat_to_matrix(matrix_to_quat(a2b[..., :3, :3])), a2b[..., :3, 3])

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mem4d.geometry.rotation import matrix_to_quat
+from mem4d.geometry.rotation import matrix_to_quat, se3_orthonormalize
 
 __all__ = ["CameraHead", "chain_pose", "fov_to_intrinsics", "quat_to_rotmat"]
 
@@ -93,9 +93,10 @@ def chain_pose(relative: dict[str, Tensor], previous_cam2world: Tensor) -> dict[
         relative: `CameraHead` output for frame t read as a relative pose.
         previous_cam2world: (B, 4, 4) camera t-1 -> world.
     Returns:
-        The same keys, with ``cam2world = previous @ relative`` and its quaternion (w >= 0) and
-        translation; FoV and intrinsics unchanged.
+        The same keys, with ``cam2world = previous @ relative`` (its rotation re-projected onto
+        SO(3): chained float32 poses drift off it) and its quaternion (w >= 0) and translation;
+        FoV and intrinsics unchanged.
     """
-    cam2world = previous_cam2world.to(relative["cam2world"].dtype) @ relative["cam2world"]
+    cam2world = se3_orthonormalize(previous_cam2world.to(relative["cam2world"].dtype) @ relative["cam2world"])
     return {**relative, "cam2world": cam2world, "quat_wxyz": matrix_to_quat(cam2world[:, :3, :3]),
             "translation": cam2world[:, :3, 3]}

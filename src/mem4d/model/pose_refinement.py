@@ -32,7 +32,7 @@ from dataclasses import replace
 import torch
 
 from mem4d.geometry.photometric import photometric_align
-from mem4d.geometry.rotation import matrix_to_quat
+from mem4d.geometry.rotation import matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
 from mem4d.model.state import StreamState
@@ -97,7 +97,7 @@ def refine_pose(
     else:
         motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts,
                         None if start_a2b is None else start_a2b.detach().float())
-        cam2world = state.cam2world @ se3_inverse(motion)
+        cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
                   translation=cam2world[:, :3, 3], pts_world=pts_world, conf_world=out.conf_cam)
