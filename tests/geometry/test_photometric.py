@@ -80,3 +80,26 @@ def test_a_larger_image_catches_the_same_motion():
         rot, _ = _errors(est[0], gt)
         rot0, _ = _errors(torch.eye(4), gt)
         assert rot0 > 4 and rot < 0.5, (size, rot0, rot)
+
+
+@pytest.mark.parametrize("select_after", [None, 1, 2])
+def test_several_starts_keep_the_one_that_aligns(scenes, select_after):
+    """Starts (S, B, 4, 4): a start far off (a 20 degree turn) beside the identity; the result is
+    the alignment of the good start, whether picked at full resolution (None: exactly the
+    better of the separate runs) or after the coarse levels."""
+    s = scenes["handheld"]
+    args = (s.images[0][None], s.depth[0][None], s.images[1][None], s.intrinsics[0][None])
+    still = (~s.dynamic_mask[0]).float()[None]
+    gt = cam_a2cam_b(s.cam2world[0], s.cam2world[1])
+    bad = torch.eye(4)[None].clone()
+    bad[0, :3, :3] = torch.tensor([[0.9397, 0.0, 0.3420], [0.0, 1.0, 0.0], [-0.3420, 0.0, 0.9397]])
+    good = torch.eye(4)[None]
+    est, cost = photometric_align(*args, init_a2b=torch.stack([bad, good]), weight_a=still, select_after=select_after)
+    rot, trans = _errors(est[0], gt)
+    assert rot < 0.25 and trans < 0.01, (rot, trans)
+    alone, alone_cost = photometric_align(*args, init_a2b=good, weight_a=still)
+    from_bad, _ = photometric_align(*args, init_a2b=bad, weight_a=still)
+    assert _errors(from_bad[0], gt)[0] > 1.0  # the bad start alone stays wrong: the choice matters
+    if select_after is None:
+        torch.testing.assert_close(est, alone, atol=1e-6, rtol=0)
+        torch.testing.assert_close(cost, alone_cost, atol=1e-7, rtol=0)

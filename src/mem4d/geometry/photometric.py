@@ -129,6 +129,7 @@ def photometric_align(
     levels: int | None = None,
     iters: tuple[int, ...] = (12, 8, 6),
     huber: float = 0.05,
+    select_after: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Rigid motion a -> b that aligns image b to image a lifted by depth a.
 
@@ -136,12 +137,17 @@ def photometric_align(
         image_a, image_b: (B, 3, H, W) RGB in [0, 1].
         depth_a: (B, H, W) z-depth of frame a (<= 0 or non-finite: no depth).
         intrinsics: (B, 3, 3) pixel intrinsics, shared by both frames.
-        init_a2b: (B, 4, 4) starting motion (None: identity).
+        init_a2b: (B, 4, 4) starting motion, or (S, B, 4, 4) S starting motions of which the one
+            with the lowest cost wins (None: identity).
         weight_a: (B, H, W) per-pixel weight in [0, 1] of frame a (e.g. 1 - dynamic probability).
         levels: pyramid levels (each halves the size); None: `pyramid_levels` of the image, so
             that the coarsest level is at most `COARSEST_SIDE` pixels long at any input size.
         iters: Gauss-Newton iterations per level, coarsest first (extra levels reuse the last).
         huber: Huber threshold on grey-level residuals.
+        select_after: with several starts, the number of levels (coarsest first) every start
+            runs before the one with the lowest cost there goes on alone; None: every start runs
+            the whole pyramid and the lowest cost at full resolution wins. The fine levels cost
+            the most, so picking after the coarse ones makes S starts cost little more than one.
 
     Returns:
         (a2b (B, 4, 4), final cost (B,) at full resolution).
@@ -152,33 +158,56 @@ def photometric_align(
     depth = torch.nan_to_num(depth_a.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
     weight = torch.ones_like(depth) if weight_a is None else weight_a.float().clamp(0, 1)
     K = intrinsics.to(dtype)
-    a2b = torch.eye(4, dtype=dtype, device=device).repeat(B, 1, 1) if init_a2b is None else init_a2b.to(dtype).clone()
+    if init_a2b is None:
+        starts = torch.eye(4, dtype=dtype, device=device).repeat(1, B, 1, 1)
+    else:
+        starts = init_a2b.to(dtype).reshape(-1, B, 4, 4).clone()  # (S, B, 4, 4)
+    S = starts.shape[0]
     pyr_a = _pyramid(_grey(image_a.float()), depth, weight, K, levels)
     pyr_b = [_grey(image_b.float())]
     for _ in range(len(pyr_a) - 1):
         pyr_b.append(F.avg_pool2d(pyr_b[-1], 2))
-    damping = torch.full((B,), 1e-3, dtype=dtype, device=device)
-    for index in range(len(pyr_a) - 1, -1, -1):
+    select = len(pyr_a) if select_after is None else max(1, min(int(select_after), len(pyr_a)))
+    rep = lambda x: x.repeat(S, *([1] * (x.dim() - 1)))  # noqa: E731  start-major, as starts.reshape(S * B)
+    a2b = starts.reshape(S * B, 4, 4)
+    damping = torch.full((S * B,), 1e-3, dtype=dtype, device=device)
+    for n, index in enumerate(range(len(pyr_a) - 1, -1, -1)):
         level, grey_b = pyr_a[index], pyr_b[index]
-        grad_b = _gradients(grey_b)
-        pts_a = _pts(level)  # (B, M, 3)
-        n_iter = iters[min(len(pyr_a) - 1 - index, len(iters) - 1)]
-        for _ in range(n_iter):
-            r, mask, J = _residuals(level, grey_b, a2b, pts_a, grad_b)
-            cost = _cost(r, mask, huber)
-            wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
-            Jw = J * wts[..., None]
-            Hm = Jw.transpose(1, 2) @ J  # (B, 6, 6)
-            g = (Jw * r[..., None]).sum(1)  # (B, 6)
-            diag = torch.diagonal(Hm, dim1=1, dim2=2).clamp_min(1e-9)
-            step = -torch.linalg.solve(Hm + torch.diag_embed(damping[:, None] * diag) + 1e-9 * torch.eye(6, device=device), g)
-            update = torch.eye(4, dtype=dtype, device=device).repeat(B, 1, 1)
-            update[:, :3, :3] = axis_angle_to_matrix(step[:, 3:])
-            update[:, :3, 3] = step[:, :3]
-            candidate = update @ a2b
-            r_new, mask_new, _ = _residuals(level, grey_b, candidate, pts_a)
-            better = (_cost(r_new, mask_new, huber) < cost) & (mask_new.sum(1) >= 6)
-            a2b = torch.where(better[:, None, None], candidate, a2b)
-            damping = torch.where(better, damping / 3, damping * 8).clamp(1e-6, 1e6)
-    r, mask, _ = _residuals(level, grey_b, a2b, pts_a)  # the loop ends on the finest level
+        if a2b.shape[0] != B:  # every start still runs: the level repeated for each
+            level, grey_b = tuple(rep(x) for x in level), rep(grey_b)
+        pts_a = _pts(level)  # (B or S*B, M, 3)
+        n_iter = iters[min(n, len(iters) - 1)]
+        a2b, damping = _gauss_newton(level, grey_b, pts_a, a2b, damping, n_iter, huber)
+        if a2b.shape[0] != B and n + 1 == select:  # the lowest cost at this level goes on alone
+            r, mask, _ = _residuals(level, grey_b, a2b, pts_a)
+            best = _cost(r, mask, huber).reshape(S, B).argmin(dim=0)  # ties: the earlier start
+            pick = torch.arange(B, device=device)
+            a2b, damping = a2b.reshape(S, B, 4, 4)[best, pick], damping.reshape(S, B)[best, pick]
+    r, mask, _ = _residuals(pyr_a[0], pyr_b[0], a2b, _pts(pyr_a[0]))  # the loop ends on the finest level
     return a2b, _cost(r, mask, huber)
+
+
+def _gauss_newton(level: tuple, grey_b: Tensor, pts_a: Tensor, a2b: Tensor, damping: Tensor, n_iter: int,
+                  huber: float) -> tuple[Tensor, Tensor]:
+    """``n_iter`` damped Gauss-Newton steps at one pyramid level, each kept only if the cost falls.
+    a2b (N, 4, 4), damping (N,) -> the updated pair."""
+    dtype, device = a2b.dtype, a2b.device
+    grad_b = _gradients(grey_b)
+    for _ in range(n_iter):
+        r, mask, J = _residuals(level, grey_b, a2b, pts_a, grad_b)
+        cost = _cost(r, mask, huber)
+        wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
+        Jw = J * wts[..., None]
+        Hm = Jw.transpose(1, 2) @ J  # (N, 6, 6)
+        g = (Jw * r[..., None]).sum(1)  # (N, 6)
+        diag = torch.diagonal(Hm, dim1=1, dim2=2).clamp_min(1e-9)
+        step = -torch.linalg.solve(Hm + torch.diag_embed(damping[:, None] * diag) + 1e-9 * torch.eye(6, device=device), g)
+        update = torch.eye(4, dtype=dtype, device=device).repeat(a2b.shape[0], 1, 1)
+        update[:, :3, :3] = axis_angle_to_matrix(step[:, 3:])
+        update[:, :3, 3] = step[:, :3]
+        candidate = update @ a2b
+        r_new, mask_new, _ = _residuals(level, grey_b, candidate, pts_a)
+        better = (_cost(r_new, mask_new, huber) < cost) & (mask_new.sum(1) >= 6)
+        a2b = torch.where(better[:, None, None], candidate, a2b)
+        damping = torch.where(better, damping / 3, damping * 8).clamp(1e-6, 1e6)
+    return a2b, damping

@@ -40,34 +40,31 @@ from mem4d.model.state import StreamState
 __all__ = ["refine_pose"]
 
 ITERS = (12, 8, 6)  # Gauss-Newton iterations per level, coarsest first; finer extra levels reuse the last
+SELECT_AFTER = None  # pyramid levels every start runs before the cheapest goes on alone (None: all of them)
 
 
 def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int | None,
-           iters: tuple[int, ...], two_starts: bool, start_a2b: torch.Tensor | None = None) -> torch.Tensor:
+           iters: tuple[int, ...], two_starts: bool, start_a2b: torch.Tensor | None = None,
+           select_after: int | None = None) -> torch.Tensor:
     """Frame t-1 -> t motion (B, 4, 4): the alignment started from the constant velocity, from no
     motion (``two_starts``) and from ``start_a2b`` (when given), whichever ends with the lowest
-    photometric cost."""
+    photometric cost (after ``select_after`` pyramid levels; None: at full resolution)."""
     B = frame.shape[0]
     starts = [state.pose_velocity]
     if two_starts:
         starts.append(torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4))
     if start_a2b is not None:
         starts.append(start_a2b)
-    k = len(starts)
-    rep = lambda x: x.repeat(k, *([1] * (x.dim() - 1)))  # noqa: E731
-    motion, cost = photometric_align(rep(state.prev_image), rep(state.prev_depth), rep(frame), rep(intrinsics),
-                                     init_a2b=torch.cat(starts), weight_a=rep(state.prev_weight), levels=levels,
-                                     iters=iters)
-    if k == 1:
-        return motion
-    best = cost.reshape(k, B).argmin(dim=0)  # ties: the earlier start
-    return motion.reshape(k, B, 4, 4)[best, torch.arange(B, device=frame.device)]
+    motion, _ = photometric_align(state.prev_image, state.prev_depth, frame, intrinsics, init_a2b=torch.stack(starts),
+                                  weight_a=state.prev_weight, levels=levels, iters=iters, select_after=select_after)
+    return motion
 
 
 @torch.no_grad()
 def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
     levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
+    select_after: int | None = SELECT_AFTER,
     start_a2b: torch.Tensor | None = None,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
@@ -95,8 +92,9 @@ def refine_pose(
     if state.frame_index == 0:
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
-        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts,
-                        None if start_a2b is None else start_a2b.detach().float())
+        start = None if start_a2b is None else start_a2b.detach().float()
+        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts, start,
+                        select_after)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
