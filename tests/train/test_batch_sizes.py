@@ -90,6 +90,21 @@ def test_size_draws_are_deterministic_per_rank_and_survive_a_resume():
     assert other_seed != forward
 
 
+def test_default_fraction_keeps_the_recipe_size_on_that_share_of_steps_and_nothing_else_moves():
+    sizes = {"long_side": [64, 192], "aspects": ASPECTS, "token_budget": 400}
+    plain = SyntheticBatches(_data(sizes=sizes), 2)
+    half = SyntheticBatches(_data(sizes={**sizes, "default_fraction": 0.5}), 2)
+    steps = range(400)
+    kept = [s for s in steps if half.image_size(s) == (48, 64)]
+    drawn = [s for s in steps if plain.image_size(s) == (48, 64)]  # the range itself rarely gives 48x64
+    assert 0.4 < (len(kept) - len(drawn)) / len(steps) < 0.6
+    # every other step has exactly the size it had without the option (the draws are not shifted)
+    assert all(half.image_size(s) == plain.image_size(s) for s in steps if s not in kept)
+    assert all(half.clip_shape(s)[0] == 12 for s in kept)  # the budget still sets the length: 400 // 12, capped
+    every = SyntheticBatches(_data(sizes={**sizes, "default_fraction": 1.0}), 2)
+    assert all(every.image_size(s) == (48, 64) for s in steps)
+
+
 def test_validation_stays_at_the_recipe_size_and_look():
     data = _data(sizes={"long_side": [64, 128]}, appearance="realistic", val_scenes=2, val_frames=3)
     val = SyntheticBatches(data, 2).validation()
@@ -119,6 +134,8 @@ def test_appearance_reaches_the_generator():
         ({"long_side": [64, 128], "aspects": []}, "at least one"),
         ({"long_side": [64, 128], "token_budget": 0}, "token_budget"),
         ({"long_side": [64, 128], "frame_overhead": -1}, "frame_overhead"),
+        ({"long_side": [64, 128], "default_fraction": 1.5}, "default_fraction"),
+        ({"long_side": [64, 128], "default_fraction": True}, "default_fraction"),
     ],
 )
 def test_bad_sizes_are_refused_when_the_recipe_is_read(sizes, match):

@@ -47,7 +47,7 @@ class SyntheticBatches:
     def image_size(self, step: int) -> tuple[int, int]:
         """(H, W) of step `step`'s clips: `data.image_size`, or a draw from `data.sizes`."""
         r, sizes = self.recipe, self.recipe.sizes
-        if sizes.long_side is None:
+        if sizes.long_side is None or (sizes.default_fraction > 0 and self._keeps_default_size(step)):
             return int(r.image_size[0]), int(r.image_size[1])
         m = sizes.multiple
         g = torch.Generator().manual_seed(_mix(r.seed, step, self.rank, 41))
@@ -56,6 +56,11 @@ class SyntheticBatches:
         w, h = parse_aspect(sizes.aspects[int(torch.randint(len(sizes.aspects), (1,), generator=g))])
         short = min(long, max(2 * m, m * round(long * min(w, h) / max(w, h) / m)))
         return (short, long) if w >= h else (long, short)
+
+    def _keeps_default_size(self, step: int) -> bool:
+        """Whether step `step` keeps `data.image_size` (probability `data.sizes.default_fraction`)."""
+        g = torch.Generator().manual_seed(_mix(self.recipe.seed, step, self.rank, 43))
+        return float(torch.rand((), generator=g)) < self.recipe.sizes.default_fraction
 
     def clip_shape(self, step: int) -> tuple[int, int, int]:
         """(T, H, W) of step `step`'s clips; with `data.sizes.token_budget`,

@@ -31,7 +31,9 @@ class SizeRecipe:
     with tokens = (H / multiple) (W / multiple), clamped to [min_frames, data.max_frames or
     data.num_frames], so a large clip is short and a step costs about the same at every size.
     `frame_overhead` is the model's per-frame work that does not grow with the image, in tokens
-    (measured for the tiny preset on CPU: ~50, see docs/RESULTS.md).
+    (measured for the tiny preset on CPU: ~50, see docs/RESULTS.md). `default_fraction` of the
+    steps (drawn from their own stream, so 0 leaves every other draw as it was) keep
+    `data.image_size` instead, the model's default input size.
     """
 
     long_side: tuple[int, int] | None = None  # [min, max] pixels, multiples of `multiple`
@@ -40,6 +42,7 @@ class SizeRecipe:
     frame_overhead: int = 0  # per-frame cost that does not scale with the image, in tokens
     min_frames: int = 2
     multiple: int = 16  # the model's patch size
+    default_fraction: float = 0.0  # share of steps at data.image_size (the rest drawn as above)
 
     def __post_init__(self) -> None:
         m = self.multiple
@@ -55,6 +58,10 @@ class SizeRecipe:
                                  f"with {2 * m} <= min <= max")
             self.long_side = (lo, hi)
         self.aspects = tuple(self.aspects)
+        if isinstance(self.default_fraction, bool) or not isinstance(self.default_fraction, (int, float)) \
+                or not 0.0 <= float(self.default_fraction) <= 1.0:
+            raise ValueError(f"data.sizes.default_fraction must be a number in [0, 1], got {self.default_fraction!r}")
+        self.default_fraction = float(self.default_fraction)
         if not self.aspects:
             raise ValueError("data.sizes.aspects must list at least one width:height ratio, e.g. ['4:3', '9:16']")
         for aspect in self.aspects:
