@@ -21,6 +21,15 @@ def _mix(*values: int) -> int:
     return x & 0x7FFFFFFFFFFFFFFF
 
 
+def _chance(fraction: float, *key: int) -> bool:
+    """True with probability ``fraction``, drawn from a stream seeded by ``_mix(*key)`` (no draw
+    at 0 or 1), so the same key always gives the same answer."""
+    if fraction <= 0 or fraction >= 1:
+        return fraction >= 1
+    g = torch.Generator().manual_seed(_mix(*key))
+    return float(torch.rand((), generator=g)) < fraction
+
+
 class SyntheticBatches:
     """Clips of `mem4d.data.synthetic` scenes generated on the fly.
 
@@ -47,7 +56,7 @@ class SyntheticBatches:
     def image_size(self, step: int) -> tuple[int, int]:
         """(H, W) of step `step`'s clips: `data.image_size`, or a draw from `data.sizes`."""
         r, sizes = self.recipe, self.recipe.sizes
-        if sizes.long_side is None or (sizes.default_fraction > 0 and self._keeps_default_size(step)):
+        if sizes.long_side is None or _chance(sizes.default_fraction, r.seed, step, self.rank, 43):
             return int(r.image_size[0]), int(r.image_size[1])
         m = sizes.multiple
         g = torch.Generator().manual_seed(_mix(r.seed, step, self.rank, 41))
@@ -56,11 +65,6 @@ class SyntheticBatches:
         w, h = parse_aspect(sizes.aspects[int(torch.randint(len(sizes.aspects), (1,), generator=g))])
         short = min(long, max(2 * m, m * round(long * min(w, h) / max(w, h) / m)))
         return (short, long) if w >= h else (long, short)
-
-    def _keeps_default_size(self, step: int) -> bool:
-        """Whether step `step` keeps `data.image_size` (probability `data.sizes.default_fraction`)."""
-        g = torch.Generator().manual_seed(_mix(self.recipe.seed, step, self.rank, 43))
-        return float(torch.rand((), generator=g)) < self.recipe.sizes.default_fraction
 
     def clip_shape(self, step: int) -> tuple[int, int, int]:
         """(T, H, W) of step `step`'s clips; with `data.sizes.token_budget`,
@@ -105,11 +109,10 @@ class SyntheticBatches:
     def appearance(self, step: int, index: int):
         """The recipe's appearance for a fraction ``data.appearance_fraction`` of the clips (drawn
         per clip from (seed, step, index, rank)), the default look for the others."""
-        fraction = self.recipe.appearance_fraction
-        if self.recipe.appearance is None or fraction >= 1:
-            return self.recipe.appearance
-        g = torch.Generator().manual_seed(_mix(self.recipe.seed, step, index, self.rank, 31))
-        return self.recipe.appearance if float(torch.rand((), generator=g)) < fraction else None
+        r = self.recipe
+        if r.appearance is None or _chance(r.appearance_fraction, r.seed, step, index, self.rank, 31):
+            return r.appearance
+        return None
 
     def validation(self) -> list[Sample]:
         from mem4d.data.synthetic import make_scene
