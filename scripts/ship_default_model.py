@@ -8,6 +8,10 @@ and the provenance record (`--about`: how it was trained, its scores) in
 `src/mem4d/weights/default/`, refuses a file over the 50 MB budget, and reports how far the
 float16 copy's predictions are from the float32 checkpoint's on a synthetic clip. Every
 replacement stays in the repository's history: replace the shipped model rarely.
+
+`--blend-with BASE --alpha A` ships the weights `(1 - A) * BASE + A * CKPT` instead (one
+architecture only; `mem4d.model.weight_interpolation`), e.g. a fine-tuned run blended back
+towards the model it started from.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from mem4d.data.synthetic import make_scene
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.pretrained import DEFAULT_DIR, WEIGHTS_NAME
+from mem4d.model.weight_interpolation import interpolate_weights
 
 BUDGET_BYTES = 50 * 1024 * 1024
 
@@ -39,10 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pose-refinement", choices=("none", "photometric"), default=None,
                         help="heads.pose_refinement to record (default: the checkpoint's; training runs leave it "
                              "'none', a shipped model that relies on it must say 'photometric')")
+    parser.add_argument("--blend-with", type=Path, default=None,
+                        help="checkpoint folder (or 'default') to interpolate --ckpt with, e.g. the model a run "
+                             "started from")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="with --blend-with: the weight of --ckpt in [0, 1] (0 = the --blend-with weights)")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"destination (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
 
+    if (args.blend_with is None) != (args.alpha is None):
+        parser.error("--blend-with and --alpha go together")
     model = Mem4D.from_pretrained(args.ckpt).eval()
+    if args.blend_with is not None:
+        try:
+            model = interpolate_weights(Mem4D.from_pretrained(args.blend_with), model, args.alpha).eval()
+        except ValueError as err:
+            print(f"refusing: {err}", file=sys.stderr)
+            return 1
     if args.image_size:
         size = tuple(int(v) for v in args.image_size.lower().split("x"))
         model.config = dataclasses.replace(model.config, image_size=size)
