@@ -143,6 +143,13 @@ def test_bad_sizes_are_refused_when_the_recipe_is_read(sizes, match):
         _data(sizes=sizes)
 
 
+@pytest.mark.parametrize("value", [1.5, -0.1, "half", True])
+def test_a_bad_appearance_fraction_is_refused_when_the_recipe_is_read(value):
+    with pytest.raises(ValueError, match=r"data.appearance_fraction must be a number in \[0, 1\]"):
+        _data(appearance="realistic", appearance_fraction=value)
+    assert _data(appearance="realistic", appearance_fraction=0).appearance_fraction == 0.0
+
+
 def test_bad_appearance_and_mixture_with_sizes_are_refused_early(tmp_path):
     with pytest.raises(ValueError, match="appearance"):
         make_batches(_data(appearance="cinematic"), 2)

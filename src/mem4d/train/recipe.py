@@ -58,10 +58,7 @@ class SizeRecipe:
                                  f"with {2 * m} <= min <= max")
             self.long_side = (lo, hi)
         self.aspects = tuple(self.aspects)
-        if isinstance(self.default_fraction, bool) or not isinstance(self.default_fraction, (int, float)) \
-                or not 0.0 <= float(self.default_fraction) <= 1.0:
-            raise ValueError(f"data.sizes.default_fraction must be a number in [0, 1], got {self.default_fraction!r}")
-        self.default_fraction = float(self.default_fraction)
+        self.default_fraction = fraction("data.sizes.default_fraction", self.default_fraction)
         if not self.aspects:
             raise ValueError("data.sizes.aspects must list at least one width:height ratio, e.g. ['4:3', '9:16']")
         for aspect in self.aspects:
@@ -72,6 +69,14 @@ class SizeRecipe:
             raise ValueError(f"data.sizes.frame_overhead must be an integer >= 0, got {self.frame_overhead!r}")
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise ValueError(f"data.sizes.min_frames must be a positive integer, got {self.min_frames!r}")
+
+
+def fraction(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1]; a ``ValueError`` naming the recipe key otherwise (booleans,
+    strings and numbers outside the range are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def parse_aspect(aspect: Any) -> tuple[float, float]:
@@ -113,6 +118,9 @@ class DataRecipe:
     appearance_fraction: float = 1.0  # the share of clips drawn with `appearance` (the rest: the default look)
     # mixed sizes and aspect ratios, one per step (synthetic; off by default); validation stays at image_size
     sizes: SizeRecipe = field(default_factory=SizeRecipe)
+
+    def __post_init__(self) -> None:
+        self.appearance_fraction = fraction("data.appearance_fraction", self.appearance_fraction)
 
 
 @dataclass
