@@ -218,3 +218,33 @@ def test_anchor_first_off_lets_the_head_pose_frame_0():
     anchored.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert torch.equal(anchored(torch.rand(1, 2, 3, 48, 64)).cam2world[:, 0], torch.eye(4)[None])
+
+
+def test_scale_invariant_term_ignores_one_factor_per_clip_but_not_a_drifting_scale():
+    t, K = _targets(seed=5)
+    pred = _perfect_prediction(t, K)
+    factor = torch.tensor([0.5, 3.0]).view(2, 1, 1, 1, 1)  # one positive factor per clip
+    pred.pts_world, pred.pts_cam = t.pts_world * factor, t.pts_cam * factor
+    objective = Mem4DObjective(LossWeights(scale_invariant=0.5))
+    _, terms = objective(pred, t)
+    assert terms["si_world"].item() == pytest.approx(0, abs=1e-5) and terms["si_cam"].item() == pytest.approx(0, abs=1e-5)
+    assert terms["reg_world"] > 0.3  # the metric term still sees the wrong scale
+    drift = torch.linspace(0.8, 1.2, 4).view(1, 4, 1, 1, 1)  # the scale wanders from frame to frame
+    pred.pts_world, pred.pts_cam = t.pts_world * factor * drift, t.pts_cam * factor * drift
+    _, drifting = objective(pred, t)
+    assert drifting["si_world"] > 0.02 and drifting["si_cam"] > 0.02
+
+
+def test_scale_invariant_weight_adds_its_terms_to_the_total_and_is_off_by_default():
+    t, K = _targets(seed=6)
+    pred = _perfect_prediction(t, K)
+    pred.pts_cam = pred.pts_cam * 1.1 + 0.05
+    pred.pts_world = pred.pts_world - 0.03
+    base_total, base = Mem4DObjective()(pred, t)
+    assert "si_world" not in base and "si_cam" not in base
+    total, terms = Mem4DObjective(LossWeights(scale_invariant=0.5))(pred, t)
+    expected = base_total + 0.5 * (terms["si_world"] + terms["si_cam"])
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6) and terms["si_cam"] > 0
+    for bad in (-1.0, True, "1"):
+        with pytest.raises(ValueError, match="scale_invariant"):
+            LossWeights(scale_invariant=bad)

@@ -2,6 +2,7 @@
 
     L = L_conf(world) + L_conf(cam) + λ_abs · L_abs + λ_rel · L_rel + λ_motion · L_motion
         [+ λ_flow · L_flow + λ_flow_weight · L_flow_weight with the correspondence head]
+        [+ λ_si · (L_si(world) + L_si(cam)) with loss.scale_invariant > 0, not in the paper]
 
 Every term is returned by name so training logs show what moves.
 """
@@ -19,7 +20,7 @@ from mem4d.geometry.se3 import transform_points
 from mem4d.losses.camera import absolute_camera_loss, relative_camera_loss
 from mem4d.losses.flow import flow_losses
 from mem4d.losses.motion import motion_loss
-from mem4d.losses.pointmap import confidence_regression_loss, gt_scale
+from mem4d.losses.pointmap import confidence_regression_loss, gt_scale, scale_invariant_regression
 
 
 @dataclass
@@ -76,8 +77,15 @@ class LossWeights:
     flow: float = 0.1
     flow_weight: float = 0.05
     camera_norm: str = "euclidean"  # or "squared": Eq. 8-9's "L2" as squared errors (see mem4d.losses.camera)
+    # [choice, not in the paper] weight of the pointmaps' regression with each clip's prediction
+    # normalised by its own scale (mem4d.losses.pointmap.scale_invariant_regression): shape and a
+    # scale that holds across the clip, apart from the metric scale Eq. 7 trains; 0 = off
+    scale_invariant: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.scale_invariant, bool) or not isinstance(self.scale_invariant, (int, float)) \
+                or not self.scale_invariant >= 0:
+            raise ValueError(f"loss.scale_invariant must be a number >= 0, got {self.scale_invariant!r}")
         if self.camera_norm not in ("euclidean", "squared"):
             raise ValueError(f"loss.camera_norm must be 'euclidean' or 'squared', got {self.camera_norm!r}")
 
@@ -116,6 +124,13 @@ class Mem4DObjective:
             + w.abs_pose * (terms["abs_rot"] + terms["abs_trans"] + terms["abs_fov"])
             + w.rel_pose * (terms["rel_rot"] + terms["rel_trans"])
         )
+        if w.scale_invariant > 0:
+            pred_scale = gt_scale(pred.pts_world, targets.valid)
+            for kind in ("world", "cam"):
+                terms[f"si_{kind}"] = scale_invariant_regression(
+                    getattr(pred, f"pts_{kind}"), getattr(targets, f"pts_{kind}"), targets.valid, pred_scale, scale
+                )
+            total = total + w.scale_invariant * (terms["si_world"] + terms["si_cam"])
         dynamic_prob = getattr(pred, "dynamic_prob", None)
         if dynamic_prob is not None and targets.dynamic_mask is not None and w.motion > 0:
             terms["motion"] = motion_loss(dynamic_prob, targets.dynamic_mask, targets.valid, w.motion_pos_weight)

@@ -47,3 +47,23 @@ def confidence_regression_loss(
     loss = ((conf * err - alpha * torch.log(conf)) * valid).sum() / n
     regression = (err * valid).sum() / n
     return loss, regression
+
+
+def scale_invariant_regression(pred: Tensor, target: Tensor, valid: Tensor, pred_scale: Tensor, scale: Tensor) -> Tensor:
+    """Mean over valid pixels of ``|| X̂_i / ŝ − X_i / s ||``: the prediction normalised by its own
+    clip scale ŝ, the target by the ground truth's s (DUSt3R's normalisation). Zero for any
+    prediction that is the truth times one positive factor per clip, so it rewards shape and a
+    scale that holds from frame to frame, whatever the metric scale (which Eq. 7 with s alone
+    trains). [choice] `loss.scale_invariant`, off by default; not in the paper.
+
+    Args:
+        pred, target: (B, T, H, W, 3) pointmaps.
+        valid: (B, T, H, W) bool.
+        pred_scale, scale: (B,) scale of the prediction (``gt_scale`` of the predicted world
+            points, with its gradient) and of the ground truth.
+    Returns:
+        scalar.
+    """
+    shape = (-1, *([1] * (pred.dim() - 1)))
+    err = (pred / pred_scale.view(shape) - target / scale.view(shape)).norm(dim=-1)
+    return (err * valid).sum() / valid.sum().clamp(min=1)
