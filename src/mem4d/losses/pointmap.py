@@ -13,10 +13,11 @@ from torch import Tensor
 
 
 def gt_scale(pts_world: Tensor, valid: Tensor, eps: float = 1e-6) -> Tensor:
-    """Mean distance of valid ground-truth world points to the origin, per clip.
+    """Mean distance of valid world points to the origin, per clip: the ground truth's scale s, or
+    (called on the predicted points) the prediction's own ŝ of ``scale_invariant_regression``.
 
     Args:
-        pts_world: (B, T, H, W, 3) ground-truth world pointmaps.
+        pts_world: (B, T, H, W, 3) world pointmaps.
         valid: (B, T, H, W) bool.
     Returns:
         (B,) scale s (clamped to >= eps).

@@ -46,7 +46,7 @@ def interpolate_weights(base: Mem4D, tuned: Mem4D, alpha: float) -> Mem4D:
         if wa.is_floating_point():
             mixed[name] = torch.lerp(wa.float(), wb.float(), float(alpha)).to(wb.dtype)
         elif torch.equal(wa, wb):
-            mixed[name] = wb.clone()
+            mixed[name] = wb  # load_state_dict copies it into the new model
         else:
             raise ValueError(f"{name} is not a floating tensor and differs between the checkpoints; cannot interpolate it")
     out = Mem4D(tuned.config)
