@@ -110,3 +110,27 @@ def test_a_good_extra_start_rescues_a_turn_the_velocity_and_no_motion_miss():
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
         errors.append(float(rotation_angle(err[:3, :3]).rad2deg()))
     assert errors[1] < 0.5 < 5.0 < errors[0], errors
+
+
+def test_the_start_selection_level_is_a_model_setting(monkeypatch):
+    """``heads.refine_select_after`` reaches the alignment (0: every start runs every level)."""
+    import pytest
+
+    import mem4d.model.mem4d as mem4d_module
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["select_after"])
+        return refine_pose(*args, **kwargs)
+
+    monkeypatch.setattr(mem4d_module, "refine_pose", spy)
+    clip = make_clip(2, H=48, W=64, seed=2)
+    for level, expected in ((0, None), (2, 2)):
+        model = _model("photometric")
+        model.config.heads.refine_select_after = level
+        with torch.no_grad():
+            model(clip)
+        assert seen[-2:] == [expected, expected]
+    with pytest.raises(ValueError, match="refine_select_after"):
+        dataclasses.replace(Mem4DConfig.tiny().heads, refine_select_after=-1)

@@ -164,7 +164,8 @@ class Mem4D(nn.Module):
             start = None  # the network's own motion t-1 -> t is the refinement's first start
             if self.correspondence is not None and t > 0:
                 start = se3_inverse(out.cam2world.detach().float()) @ state.cam2world.float()
-            out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start)
+            out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start,
+                                         select_after=cfg.heads.refine_select_after or None)
         return out, new_state
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
