@@ -96,15 +96,14 @@ def _residuals(level: tuple, grey_b: Tensor, a2b: Tensor, pts_a: Tensor, grad_b:
     u = fx * X[..., 0] / Zs + cx
     v = fy * X[..., 1] / Zs + cy
     grid = torch.stack([(u + 0.5) / W * 2 - 1, (v + 0.5) / H * 2 - 1], -1)[:, :, None]  # (B, M, 1, 2)
-    sample = lambda img: F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]  # noqa: E731
-    i_b = sample(grey_b)[:, 0]  # (B, M)
+    image = grey_b if grad_b is None else torch.cat([grey_b, grad_b], 1)  # one bilinear read of all channels
+    sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
     inside = in_front & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
     mask = inside & (weight.flatten(1) > 0) & (pts_a[..., 2] > 0)
-    r = i_b - level[0].flatten(1)
+    r = sampled[:, 0] - level[0].flatten(1)  # (B, M)
     if grad_b is None:
         return r, mask, None
-    g = sample(grad_b)  # (B, 2, M)
-    gx, gy = g[:, 0], g[:, 1]
+    gx, gy = sampled[:, 1], sampled[:, 2]
     iz = 1 / Zs
     # d r / d X' (B, M, 3)
     dX = torch.stack([gx * fx * iz, gy * fy * iz, -(gx * fx * X[..., 0] + gy * fy * X[..., 1]) * iz * iz], -1)
