@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pose-refinement", choices=("none", "photometric"), default=None,
                         help="heads.pose_refinement to record (default: the checkpoint's; training runs leave it "
                              "'none', a shipped model that relies on it must say 'photometric')")
+    parser.add_argument("--refine-select-after", type=int, default=None,
+                        help="heads.refine_select_after to record: pyramid levels every start of the refinement runs "
+                             "before the cheapest goes on alone (0: all levels; default: the checkpoint's)")
     parser.add_argument("--blend-with", type=Path, default=None,
                         help="checkpoint folder (or 'default') to interpolate --ckpt with, e.g. the model a run "
                              "started from")
@@ -66,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         model.config = dataclasses.replace(model.config, image_size=size)
     if args.pose_refinement:
         heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
+        model.config = dataclasses.replace(model.config, heads=heads)
+    if args.refine_select_after is not None:
+        try:
+            heads = dataclasses.replace(model.config.heads, refine_select_after=args.refine_select_after)
+        except ValueError as err:
+            parser.error(str(err))
         model.config = dataclasses.replace(model.config, heads=heads)
     H, W = model.config.image_size
     about = json.loads(args.about.read_text()) if args.about else None

@@ -67,3 +67,23 @@ def test_ship_script_blends_two_checkpoints_and_refuses_a_lone_alpha(pair, tmp_p
             torch.testing.assert_close(shipped[k], 0.5 * (w + tuned.state_dict()[k]), atol=2e-3, rtol=2e-3)
     lone = subprocess.run([*run, "--alpha", "0.5"], capture_output=True, text=True)
     assert lone.returncode != 0 and "go together" in lone.stderr
+
+
+def test_ship_script_records_the_refinement_settings_and_refuses_a_bad_level(pair, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mem4d.model.mem4d import Mem4D
+
+    pair[1].save_pretrained(tmp_path / "tuned")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "ship_default_model.py"
+    run = [sys.executable, str(script), "--ckpt", str(tmp_path / "tuned"), "--pose-refinement", "photometric"]
+    done = subprocess.run([*run, "--refine-select-after", "2", "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    heads = Mem4D.from_pretrained(tmp_path / "out").config.heads
+    assert (heads.pose_refinement, heads.refine_select_after) == ("photometric", 2)
+    bad = subprocess.run([*run, "--refine-select-after", "-1", "--out", str(tmp_path / "bad")], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "refine_select_after" in bad.stderr and not (tmp_path / "bad").exists()
