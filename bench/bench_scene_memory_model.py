@@ -46,6 +46,11 @@ Latency: mean / median wall-clock ms of ``SceneMemory.write`` and ``SceneMemory.
     .venv/bin/python bench/bench_scene_memory_model.py --ckpt /work/runs/ship-tiny/checkpoints \\
         --scenes 4 --frames 40 --size 96x128 --json scene_memory_model.json
 
+``--depth-at-gt-poses`` adds a third memory, **depth at GT poses**: the model's depth (times one
+median scale per scene, so that it meets the GT poses' metric) and its dynamic mask, written at
+the GT poses and intrinsics and queried at the GT pose. Between the GT-fed and the model-fed
+memory it splits the gap into what the depth costs and what the poses cost.
+
 ``--ckpt`` is a ``save_pretrained`` folder, or a folder with a ``latest`` file naming one.
 No pass/fail threshold: this is a measurement.
 """
@@ -274,8 +279,22 @@ def pose_depth_diagnostics(outs: list[Any], scene: dict[str, Any]) -> dict[str, 
             "depth_nonpositive_share": float(np.mean(behind)), "focal_rel_err_mean": float(np.mean(fx_err))}
 
 
+def depth_at_gt_poses(outs: list[Any], scene: dict[str, Any], r0: int) -> list[Any]:
+    """Observations of frames 0..r0-1 with the model's depth (one median scale to GT over those
+    frames) and dynamic mask at the GT poses and intrinsics."""
+    from mem4d.scene import Observation
+
+    depth = [o.depth[0].double().numpy() for o in outs[:r0]]
+    keep = [scene["valid"][t] & (scene["depth"][t] > 0) & (depth[t] > 0) for t in range(r0)]
+    scale = float(np.median(np.concatenate([scene["depth"][t][keep[t]] for t in range(r0)]))
+                  / np.median(np.concatenate([depth[t][keep[t]] for t in range(r0)])))
+    dyn = [None if o.dynamic_prob is None else o.dynamic_prob[0].numpy() > 0.5 for o in outs[:r0]]
+    return [Observation(t=t, rgb=scene["rgb"][t], K=scene["K"][t], c2w=scene["c2w"][t],
+                        depth=np.where(depth[t] > 0, depth[t] * scale, 0.0), dynamic_mask=dyn[t]) for t in range(r0)]
+
+
 def bench_scene(model: Any, seed: int, T: int, size: tuple[int, int], environment: str | None,
-                conf_threshold: float | None) -> dict[str, Any]:
+                conf_threshold: float | None, with_depth_at_gt_poses: bool = False) -> dict[str, Any]:
     from mem4d.scene import Observation, observation_from_frame_output
 
     sc = load_scene(seed, T, size, environment)
@@ -292,7 +311,10 @@ def bench_scene(model: Any, seed: int, T: int, size: tuple[int, int], environmen
                  "gt_angle_deg": rot_angle_deg(sc["c2w"][r][:3, :3], sc["c2w"][m][:3, :3])} for r, m in pairs]
     dyn_pred = [(o.dynamic_prob[0].numpy() > 0.5) if o.dynamic_prob is not None else None for o in outs[:r0]]
     dyn_iou = [float((p & g).sum() / max((p | g).sum(), 1)) for p, g in zip(dyn_pred, sc["dyn"]) if p is not None]
+    extra = {"depth_at_gt_poses": eval_memory(depth_at_gt_poses(outs, sc, r0), sc, gt_poses, pairs, size)} \
+        if with_depth_at_gt_poses else {}
     return {
+        **extra,
         "seed": seed, "environment": sc["environment"], "frames": T, "written": r0, "revisits": pair_gap,
         "gt": eval_memory(gt_obs, sc, gt_poses, pairs, size),
         "model": eval_memory(md_obs, sc, md_poses, pairs, size),
@@ -311,7 +333,9 @@ def _mean(xs: list[float]) -> float:
 
 def summarize(scenes: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for side in ("gt", "model"):
+    for side in ("gt", "model", "depth_at_gt_poses"):
+        if side not in scenes[0]:
+            continue
         rs = [s[side] for s in scenes]
         reent = sum(r["reentries"] for r in rs)
         psnr_all = [p["psnr"] for r in rs for p in r["per_revisit"]]
@@ -376,6 +400,11 @@ def markdown(summary: dict[str, Any], scenes: list[dict[str, Any]]) -> str:
                  f"{_f(m['write_ms_mean'], '.1f')} / {_f(m['write_ms_median'], '.1f')}"),
              row("query ms (k=4), mean / median", f"{_f(g['query_ms_mean'], '.1f')} / {_f(g['query_ms_median'], '.1f')}",
                  f"{_f(m['query_ms_mean'], '.1f')} / {_f(m['query_ms_median'], '.1f')}")]
+    if "depth_at_gt_poses" in summary:
+        x = summary["depth_at_gt_poses"]
+        lines += ["", f"The model's depth written and queried at GT poses: revisit PSNR mean / min "
+                      f"{_f(x['revisit_psnr_mean'])} / {_f(x['revisit_psnr_min'])} dB, coverage "
+                      f"{_f(x['revisit_coverage_mean'], '.3f')}, retrieval {x['retrieval_hits']}/{x['revisit_queries']}."]
     lines += ["", "Model diagnostics (means over scenes; the memory gets the predictions unaligned):", "",
               ("| ATE raw (m) | ATE Sim(3) (m) | Sim(3) scale | rot err (deg) | depth AbsRel raw / median-scaled "
                "| depth <= 0 share | focal rel err | dynamic IoU | model step ms |"),
@@ -409,7 +438,7 @@ def _jsonable(x: Any) -> Any:
 
 def run(ckpt: str | Path, scenes: int = 4, frames: int = 40, size: tuple[int, int] = (96, 128), seed0: int = 0,
         environment: str | None = None, conf_threshold: float | None = None, threads: int | None = 1,
-        model: Any = None) -> dict[str, Any]:
+        model: Any = None, with_depth_at_gt_poses: bool = False) -> dict[str, Any]:
     import torch
 
     if threads:
@@ -422,7 +451,8 @@ def run(ckpt: str | Path, scenes: int = 4, frames: int = 40, size: tuple[int, in
         model = Mem4D.from_pretrained(path).eval()
     if frames < 8:
         raise ValueError("--frames must be >= 8 (the loop's revisit is its last ~8%)")
-    results = [bench_scene(model, seed0 + i, frames, size, environment, conf_threshold) for i in range(scenes)]
+    results = [bench_scene(model, seed0 + i, frames, size, environment, conf_threshold, with_depth_at_gt_poses)
+               for i in range(scenes)]
     return {"ckpt": str(path) if path else None, "scenes": scenes, "frames": frames, "size": list(size),
             "seed0": seed0, "environment": environment, "conf_threshold": conf_threshold, "k_frames": K_FRAMES,
             "alignment": "none (memory fed the raw predictions in the model's frame-0 world; "
@@ -441,10 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conf-threshold", type=float, default=None, help="drop model pixels with conf_world below it")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is)")
     ap.add_argument("--json", default=None, help="write all figures (summary + per scene) to this file")
+    ap.add_argument("--depth-at-gt-poses", action="store_true",
+                    help="also write the model's depth (one median scale per scene) at the GT poses: what the depth costs")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     res = run(args.ckpt, args.scenes, args.frames, args.size, args.seed0, args.environment, args.conf_threshold,
-              args.threads)
+              args.threads, with_depth_at_gt_poses=args.depth_at_gt_poses)
     res["wall_s"] = time.perf_counter() - t0
     print(f"scene memory, GT-fed vs model-fed: ckpt {res['ckpt']}, {args.scenes} loop scenes x {args.frames} frames "
           f"at {args.size[0]}x{args.size[1]}, alignment: none, torch threads {res['torch_threads']}\n")

@@ -70,7 +70,7 @@ def test_reid_stats_counts_reentries_and_swaps(bench):
 def test_script_runs_and_reports_both_memories(bench, ckpt_dir, tmp_path, capsys, restore_threads):
     out = tmp_path / "figures.json"
     assert bench.main(["--ckpt", str(ckpt_dir), "--scenes", "1", "--frames", "12", "--size", "48x64",
-                       "--json", str(out)]) == 0
+                       "--json", str(out), "--depth-at-gt-poses"]) == 0
     text = capsys.readouterr().out
     assert "| metric | GT-fed memory | model-fed memory |" in text
     assert "alignment: none" in text
@@ -81,7 +81,8 @@ def test_script_runs_and_reports_both_memories(bench, ckpt_dir, tmp_path, capsys
     res = json.loads(out.read_text())
     assert res["ckpt"] == str(ckpt_dir / "step_0000001")  # resolved through 'latest'
     assert res["frames"] == 12 and res["size"] == [48, 64] and res["alignment"].startswith("none")
-    for side in ("gt", "model"):
+    assert "The model's depth written and queried at GT poses" in text
+    for side in ("gt", "model", "depth_at_gt_poses"):
         s = res["summary"][side]
         assert SIDE_KEYS <= set(s)
         assert s["revisit_queries"] == 2
@@ -119,3 +120,27 @@ def test_negative_predicted_depth_is_passed_as_invalid():
     mem.write(obs)
     assert mem.stats().n_voxels > 0
     assert not math.isnan(mem.scene_scale)
+
+
+def test_depth_at_gt_poses_with_exact_depth_is_the_gt_fed_memory(bench):
+    """Half the GT depth, rescaled by its median, at GT poses: the same memory as the GT-fed one."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mem4d.scene import Observation
+
+    sc = bench.load_scene(1, 12, (48, 64), None)
+    pairs = bench.revisit_frames(12)
+    r0 = pairs[0][0]
+    outs = [SimpleNamespace(depth=torch.from_numpy(0.5 * sc["depth"][t])[None],
+                            dynamic_prob=torch.from_numpy(sc["dyn"][t].astype(np.float32))[None]) for t in range(12)]
+    obs = bench.depth_at_gt_poses(outs, sc, r0)
+    assert len(obs) == r0
+    np.testing.assert_allclose(obs[3].depth, np.where(sc["depth"][3] > 0, sc["depth"][3], 0.0), rtol=1e-6)
+    gt_obs = [Observation(t=t, rgb=sc["rgb"][t], K=sc["K"][t], c2w=sc["c2w"][t], depth=sc["depth"][t],
+                          dynamic_mask=sc["dyn"][t]) for t in range(r0)]
+    poses = {r: (sc["c2w"][r], sc["K"][r]) for r, _ in pairs}
+    ours, gt = (bench.eval_memory(o, sc, poses, pairs, (48, 64)) for o in (obs, gt_obs))
+    assert ours["revisit_psnr_mean"] == pytest.approx(gt["revisit_psnr_mean"], abs=1e-3)
+    assert ours["retrieval_hits"] == gt["retrieval_hits"]
