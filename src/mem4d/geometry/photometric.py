@@ -83,11 +83,12 @@ def _gradients(grey: Tensor) -> Tensor:
     return torch.cat([gx, gy], 1)
 
 
-def _residuals(level: tuple, grey_b: Tensor, a2b: Tensor, pts_a: Tensor, grad_b: Tensor | None = None):
-    """Residuals (B, M), validity mask (B, M) and, when ``grad_b`` (image b's gradients) is
-    given, the Jacobian (B, M, 6); else None."""
+def _residuals(level: tuple, image_b: Tensor, a2b: Tensor, pts_a: Tensor):
+    """Residuals (B, M), validity mask (B, M) and, when ``image_b`` (B, 3, H, W) carries image b's
+    gradients after its grey level (`_with_gradients`), the Jacobian (B, M, 6); with the grey
+    level alone (B, 1, H, W), None."""
     _, _, weight, K = level
-    H, W = grey_b.shape[-2:]
+    H, W = image_b.shape[-2:]
     X = pts_a @ a2b[:, :3, :3].transpose(1, 2) + a2b[:, None, :3, 3]  # (B, M, 3) in camera b
     Z = X[..., 2]
     in_front = Z > 1e-3
@@ -96,12 +97,11 @@ def _residuals(level: tuple, grey_b: Tensor, a2b: Tensor, pts_a: Tensor, grad_b:
     u = fx * X[..., 0] / Zs + cx
     v = fy * X[..., 1] / Zs + cy
     grid = torch.stack([(u + 0.5) / W * 2 - 1, (v + 0.5) / H * 2 - 1], -1)[:, :, None]  # (B, M, 1, 2)
-    image = grey_b if grad_b is None else torch.cat([grey_b, grad_b], 1)  # one bilinear read of all channels
-    sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
+    sampled = F.grid_sample(image_b, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
     inside = in_front & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
     mask = inside & (weight.flatten(1) > 0) & (pts_a[..., 2] > 0)
     r = sampled[:, 0] - level[0].flatten(1)  # (B, M)
-    if grad_b is None:
+    if image_b.shape[1] == 1:
         return r, mask, None
     gx, gy = sampled[:, 1], sampled[:, 2]
     iz = 1 / Zs
@@ -109,6 +109,11 @@ def _residuals(level: tuple, grey_b: Tensor, a2b: Tensor, pts_a: Tensor, grad_b:
     dX = torch.stack([gx * fx * iz, gy * fy * iz, -(gx * fx * X[..., 0] + gy * fy * X[..., 1]) * iz * iz], -1)
     J = torch.cat([dX, torch.cross(X, dX, dim=-1)], -1)  # [I | -[X]_x]^T dX = (dX, X x dX)
     return r, mask, J
+
+
+def _with_gradients(grey: Tensor) -> Tensor:
+    """(B, 1, H, W) -> (B, 3, H, W): the grey level and its `_gradients`, read by one bilinear sample."""
+    return torch.cat([grey, _gradients(grey)], 1)
 
 
 def _cost(r: Tensor, mask: Tensor, delta: float) -> Tensor:
@@ -191,9 +196,9 @@ def _gauss_newton(level: tuple, grey_b: Tensor, pts_a: Tensor, a2b: Tensor, damp
     """``n_iter`` damped Gauss-Newton steps at one pyramid level, each kept only if the cost falls.
     a2b (N, 4, 4), damping (N,) -> the updated pair."""
     dtype, device = a2b.dtype, a2b.device
-    grad_b = _gradients(grey_b)
+    image_b = _with_gradients(grey_b)
     for _ in range(n_iter):
-        r, mask, J = _residuals(level, grey_b, a2b, pts_a, grad_b)
+        r, mask, J = _residuals(level, image_b, a2b, pts_a)
         cost = _cost(r, mask, huber)
         wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
         Jw = J * wts[..., None]
