@@ -25,13 +25,9 @@ from pathlib import Path
 
 import torch
 
+from mem4d.cli.sizes import SIZE_HELP_SYNTHETIC, synthetic_size
 from mem4d.data.synthetic import make_scene
 from mem4d.model.mem4d import Mem4D
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 def load(name: str, refinement: str | None = None) -> Mem4D:
@@ -84,7 +80,8 @@ def run(ckpts: list[str], size: tuple[int, int] = (96, 128), frames: int = 40, p
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("ckpts", nargs="+", help="checkpoint folders, or 'default' for the shipped model")
-    ap.add_argument("--size", type=parse_size, default=(96, 128), help="HxW (default 96x128, the shipped size)")
+    ap.add_argument("--size", type=synthetic_size, default=(96, 128),
+                    help=f"{SIZE_HELP_SYNTHETIC} (default 96x128, the shipped size)")
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--passes", type=int, default=6, help="alternating passes per setting (median reported)")
     ap.add_argument("--threads", type=int, default=1)

@@ -7,8 +7,10 @@ when they are missing, with a message saying how to point at them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -33,3 +35,16 @@ def shared_reference() -> Path:
 def shared_data() -> Path:
     """`shared/data` (7-Scenes, KITTI, NYU, TUM trajectories, a DAVIS video)."""
     return _find_shared("data", "MEM4D_SHARED_DATA", "7scenes_redkitchen_f000-059")
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """Loads a script of `bench/` by its name (``"bench_checkpoint_speed"``) as a module."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,15 +12,10 @@ import torch
 from mem4d.config import Mem4DConfig
 from mem4d.model.mem4d import Mem4D
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_checkpoint_speed.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_checkpoint_speed", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(bench_script):
+    return bench_script("bench_checkpoint_speed")
 
 
 def _save(path: Path, refinement: str) -> str:

@@ -7,10 +7,8 @@ wiring and the report's fields are checked, never quality.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mem4d.data.synthetic")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_scene_memory_model.py"
 SIDE_KEYS = {"revisit_psnr_mean", "revisit_psnr_min", "revisit_coverage_mean", "revisit_coverage_min",
              "retrieval_top1", "retrieval_hits", "revisit_queries", "n_subjects", "gt_objects",
              "reidentified_events", "detections", "spurious_detections", "reentries", "reid_correct",
@@ -27,11 +24,8 @@ SIDE_KEYS = {"revisit_psnr_mean", "revisit_psnr_min", "revisit_coverage_mean", "
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_scene_memory_model", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(bench_script):
+    return bench_script("bench_scene_memory_model")
 
 
 @pytest.fixture(scope="module")
