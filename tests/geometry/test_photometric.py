@@ -103,3 +103,24 @@ def test_several_starts_keep_the_one_that_aligns(scenes, select_after):
     if select_after is None:
         torch.testing.assert_close(est, alone, atol=1e-6, rtol=0)
         torch.testing.assert_close(cost, alone_cost, atol=1e-7, rtol=0)
+
+
+def test_gauss_newton_carries_a_kept_steps_system_exactly(scenes):
+    """One residual evaluation per iteration: the system a kept step hands on is the one a fresh
+    start at that pose would form, so k iterations in one call equal k calls of one iteration."""
+    from mem4d.geometry.photometric import _gauss_newton, _pts, _pyramid, _grey
+
+    s = scenes["rotation"]
+    level = _pyramid(_grey(s.images[0][None]), s.depth[0][None], torch.ones(1, 96, 128), s.intrinsics[0][None], 3)[2]
+    grey_b = torch.nn.functional.avg_pool2d(_grey(s.images[1][None]), 4)
+    pts = _pts(level)
+    start, damping = torch.eye(4)[None], torch.full((1,), 1e-3)
+    start[0, :3, 3] = torch.tensor([1.0, 0.5, -0.5])  # far off: the last steps are refused
+    together = _gauss_newton(level, grey_b, pts, start, damping, 12, 0.05)
+    a2b, d = start, damping
+    for _ in range(12):
+        a2b, d = _gauss_newton(level, grey_b, pts, a2b, d, 1, 0.05)
+    torch.testing.assert_close(together[0], a2b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(together[1], d)
+    assert d.item() > 1e-6  # a step was refused (the damping rose from its floor)
+    assert not torch.equal(a2b, start)  # the steps moved the pose

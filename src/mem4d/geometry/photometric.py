@@ -65,14 +65,14 @@ def _pyramid(grey: Tensor, depth: Tensor, weight: Tensor, K: Tensor, levels: int
 
 
 def _pts(level: tuple) -> Tensor:
-    """Frame a's pixels lifted by its depth at one pyramid level, (B, h*w, 3) (0 where no depth)."""
+    """Frame a's pixels lifted by its depth at one pyramid level, (B, 3, h*w) (0 where no depth)."""
     _, depth, _, k = level
     h, w = depth.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
                             torch.arange(w, dtype=depth.dtype, device=depth.device), indexing="ij")
     d = depth.flatten(1)
     return torch.stack([(xs.flatten() - k[:, 0, 2, None]) / k[:, 0, 0, None] * d,
-                        (ys.flatten() - k[:, 1, 2, None]) / k[:, 1, 1, None] * d, d], -1)
+                        (ys.flatten() - k[:, 1, 2, None]) / k[:, 1, 1, None] * d, d], 1)
 
 
 def _gradients(grey: Tensor) -> Tensor:
@@ -85,29 +85,29 @@ def _gradients(grey: Tensor) -> Tensor:
 
 def _residuals(level: tuple, image_b: Tensor, a2b: Tensor, pts_a: Tensor):
     """Residuals (B, M), validity mask (B, M) and, when ``image_b`` (B, 3, H, W) carries image b's
-    gradients after its grey level (`_with_gradients`), the Jacobian (B, M, 6); with the grey
-    level alone (B, 1, H, W), None."""
+    gradients after its grey level (`_with_gradients`), the Jacobian (B, 6, M); with the grey
+    level alone (B, 1, H, W), None. ``pts_a`` is (B, 3, M): every per-pixel quantity is kept
+    channel-first, so that stacking them copies whole rows."""
     _, _, weight, K = level
     H, W = image_b.shape[-2:]
-    X = pts_a @ a2b[:, :3, :3].transpose(1, 2) + a2b[:, None, :3, 3]  # (B, M, 3) in camera b
-    Z = X[..., 2]
+    X = a2b[:, :3, :3] @ pts_a + a2b[:, :3, 3, None]  # (B, 3, M) in camera b
+    X0, X1, Z = X.unbind(1)
     in_front = Z > 1e-3
-    Zs = torch.where(in_front, Z, torch.ones_like(Z))
+    iz = 1 / torch.where(in_front, Z, torch.ones_like(Z))
     fx, fy, cx, cy = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 2, None], K[:, 1, 2, None]
-    u = fx * X[..., 0] / Zs + cx
-    v = fy * X[..., 1] / Zs + cy
-    grid = torch.stack([(u + 0.5) / W * 2 - 1, (v + 0.5) / H * 2 - 1], -1)[:, :, None]  # (B, M, 1, 2)
+    u = fx * X0 * iz + cx
+    v = fy * X1 * iz + cy
+    grid = torch.stack([(u + 0.5) * (2 / W) - 1, (v + 0.5) * (2 / H) - 1], -1)[:, :, None]  # (B, M, 1, 2)
     sampled = F.grid_sample(image_b, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
     inside = in_front & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)
-    mask = inside & (weight.flatten(1) > 0) & (pts_a[..., 2] > 0)
+    mask = inside & (weight.flatten(1) > 0) & (pts_a[:, 2] > 0)
     r = sampled[:, 0] - level[0].flatten(1)  # (B, M)
     if image_b.shape[1] == 1:
         return r, mask, None
-    gx, gy = sampled[:, 1], sampled[:, 2]
-    iz = 1 / Zs
-    # d r / d X' (B, M, 3)
-    dX = torch.stack([gx * fx * iz, gy * fy * iz, -(gx * fx * X[..., 0] + gy * fy * X[..., 1]) * iz * iz], -1)
-    J = torch.cat([dX, torch.cross(X, dX, dim=-1)], -1)  # [I | -[X]_x]^T dX = (dX, X x dX)
+    # d r / d X' (3 rows), then X' x d r / d X' (3 rows): [I | -[X]_x]^T dX = (dX, X x dX)
+    d0, d1 = sampled[:, 1] * fx * iz, sampled[:, 2] * fy * iz
+    d2 = -(d0 * X0 + d1 * X1) * iz
+    J = torch.stack([d0, d1, d2, X1 * d2 - Z * d1, Z * d0 - X0 * d2, X0 * d1 - X1 * d0], 1)  # (B, 6, M)
     return r, mask, J
 
 
@@ -179,7 +179,7 @@ def photometric_align(
         level, grey_b = pyr_a[index], pyr_b[index]
         if a2b.shape[0] != B:  # every start still runs: the level repeated for each
             level, grey_b = tuple(rep(x) for x in level), rep(grey_b)
-        pts_a = _pts(level)  # (B or S*B, M, 3)
+        pts_a = _pts(level)  # (B or S*B, 3, M)
         n_iter = iters[min(n, len(iters) - 1)]
         a2b, damping = _gauss_newton(level, grey_b, pts_a, a2b, damping, n_iter, huber)
         if a2b.shape[0] != B and n + 1 == select:  # the lowest cost at this level goes on alone
@@ -191,27 +191,43 @@ def photometric_align(
     return a2b, _cost(r, mask, huber)
 
 
+def _normal_equations(level: tuple, image_b: Tensor, a2b: Tensor, pts_a: Tensor, huber: float):
+    """Gauss-Newton system of the Huber-weighted residuals at ``a2b``: (J^T W J (N, 6, 6),
+    J^T W r (N, 6), cost (N,), valid pixels (N,))."""
+    r, mask, J = _residuals(level, image_b, a2b, pts_a)
+    wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
+    Jw = J * wts[:, None]  # (N, 6, M)
+    return Jw @ J.transpose(1, 2), (Jw @ r[..., None])[..., 0], _cost(r, mask, huber), mask.sum(1)
+
+
 def _gauss_newton(level: tuple, grey_b: Tensor, pts_a: Tensor, a2b: Tensor, damping: Tensor, n_iter: int,
                   huber: float) -> tuple[Tensor, Tensor]:
     """``n_iter`` damped Gauss-Newton steps at one pyramid level, each kept only if the cost falls.
-    a2b (N, 4, 4), damping (N,) -> the updated pair."""
+    a2b (N, 4, 4), damping (N,) -> the updated pair.
+
+    The candidate's system is formed along with its cost, so that a kept step hands it to the
+    next iteration: one residual evaluation per iteration (the last one needs no Jacobian)."""
     dtype, device = a2b.dtype, a2b.device
     image_b = _with_gradients(grey_b)
-    for _ in range(n_iter):
-        r, mask, J = _residuals(level, image_b, a2b, pts_a)
-        cost = _cost(r, mask, huber)
-        wts = torch.where(r.abs() <= huber, 1.0, huber / r.abs().clamp_min(1e-12)) * mask
-        Jw = J * wts[..., None]
-        Hm = Jw.transpose(1, 2) @ J  # (N, 6, 6)
-        g = (Jw * r[..., None]).sum(1)  # (N, 6)
+    Hm, g, cost, _ = _normal_equations(level, image_b, a2b, pts_a, huber)
+    eye6 = 1e-9 * torch.eye(6, dtype=dtype, device=device)
+    for n in range(n_iter):
         diag = torch.diagonal(Hm, dim1=1, dim2=2).clamp_min(1e-9)
-        step = -torch.linalg.solve(Hm + torch.diag_embed(damping[:, None] * diag) + 1e-9 * torch.eye(6, device=device), g)
+        step = -torch.linalg.solve(Hm + torch.diag_embed(damping[:, None] * diag) + eye6, g)
         update = torch.eye(4, dtype=dtype, device=device).repeat(a2b.shape[0], 1, 1)
         update[:, :3, :3] = axis_angle_to_matrix(step[:, 3:])
         update[:, :3, 3] = step[:, :3]
         candidate = update @ a2b
-        r_new, mask_new, _ = _residuals(level, grey_b, candidate, pts_a)
-        better = (_cost(r_new, mask_new, huber) < cost) & (mask_new.sum(1) >= 6)
+        if n + 1 < n_iter:
+            Hm_new, g_new, cost_new, valid = _normal_equations(level, image_b, candidate, pts_a, huber)
+        else:
+            r, mask, _ = _residuals(level, grey_b, candidate, pts_a)
+            cost_new, valid = _cost(r, mask, huber), mask.sum(1)
+        better = (cost_new < cost) & (valid >= 6)
         a2b = torch.where(better[:, None, None], candidate, a2b)
         damping = torch.where(better, damping / 3, damping * 8).clamp(1e-6, 1e6)
+        if n + 1 < n_iter:
+            Hm = torch.where(better[:, None, None], Hm_new, Hm)
+            g = torch.where(better[:, None], g_new, g)
+            cost = torch.where(better, cost_new, cost)
     return a2b, damping
