@@ -348,8 +348,10 @@ def test_cli_says_how_to_install_viser(recon, monkeypatch, capsys):
 
 def test_cli_serves_the_page_until_ctrl_c(recon):
     _need_viser()
+    # Ctrl-C as a user's shell delivers it, even when the tests themselves run with SIGINT ignored (nohup, &)
     proc = subprocess.Popen([sys.executable, "-m", "mem4d.cli.main", "view", str(recon), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith("mem4d view: ") and " at http://127.0.0.1:" in line, \
