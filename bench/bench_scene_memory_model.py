@@ -75,8 +75,13 @@ BBOX_MATCH = 0.2  # share of a detection's bbox that must carry its GT instance 
 
 # ------------------------------------------------------------------------------ helpers
 def resolve_ckpt(path: str | Path) -> Path:
-    """A save_pretrained folder, or a checkpoints folder whose ``latest`` file names one."""
+    """A save_pretrained folder, a checkpoints folder whose ``latest`` file names one, or ``default``
+    (the shipped model, as `Mem4D.from_pretrained` names it)."""
     p = Path(path)
+    if str(path) == "default" and not p.exists():
+        from mem4d.model.pretrained import DEFAULT_DIR
+
+        return DEFAULT_DIR
     latest = p / "latest"
     if latest.is_file():
         name = latest.read_text().strip()

@@ -138,3 +138,12 @@ def test_depth_at_gt_poses_with_exact_depth_is_the_gt_fed_memory(bench):
     ours, gt = (bench.eval_memory(o, sc, poses, pairs, (48, 64)) for o in (obs, gt_obs))
     assert ours["revisit_psnr_mean"] == pytest.approx(gt["revisit_psnr_mean"], abs=1e-3)
     assert ours["retrieval_hits"] == gt["retrieval_hits"]
+
+
+def test_default_names_the_shipped_model(bench, tmp_path, monkeypatch):
+    from mem4d.model.pretrained import DEFAULT_DIR
+
+    monkeypatch.chdir(tmp_path)  # no folder called "default" here
+    assert bench.resolve_ckpt("default") == DEFAULT_DIR
+    with pytest.raises(FileNotFoundError, match="neither"):
+        bench.resolve_ckpt(tmp_path / "missing")
