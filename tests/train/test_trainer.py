@@ -150,3 +150,18 @@ def test_frozen_modules_keep_their_weights_while_the_rest_learns(tmp_path):
     assert not all(v for k, v in same.items() if k.split(".")[0] == "camera_head")
     with pytest.raises(ValueError, match="train.freeze names no module"):
         build_model(Recipe.from_yaml(TINY, ["train.freeze=[trunk]"]))
+
+
+def test_stop_at_keeps_the_schedule_and_resumes_exactly(tmp_path):
+    """train.stop_at=2 of a 4-step schedule, then --resume to 4, equals 4 steps in one go."""
+    base = ["train.steps=4", "train.tensorboard=false", "data.val_scenes=0", "train.threads=1", "train.log_every=1"]
+    train(Recipe.from_yaml(TINY, base + ["train.stop_at=2"]), tmp_path / "split", progress=False)
+    rows = _rows(tmp_path / "split")
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    assert (tmp_path / "split" / "checkpoints" / "step_0000002").is_dir()
+    assert (tmp_path / "split" / "final" / "model.safetensors").is_file()
+    train(Recipe.from_yaml(TINY, base), tmp_path / "split", resume=True, progress=False)
+    train(Recipe.from_yaml(TINY, base), tmp_path / "whole", progress=False)
+    split, whole = _rows(tmp_path / "split"), _rows(tmp_path / "whole")
+    assert [r["lr"] for r in split if "loss" in r] == [r["lr"] for r in whole if "loss" in r]
+    assert [r["loss"] for r in split if "loss" in r] == pytest.approx([r["loss"] for r in whole if "loss" in r], rel=1e-5)

@@ -154,6 +154,7 @@ class TrainRecipe:
     tensorboard: bool = True
     data_workers: int = 0  # processes generating/reading clips ahead of the steps (0: in the training loop)
     time_limit_min: float | None = None  # stop (checkpoint + final weights) after this many minutes, e.g. a GPU burst
+    stop_at: int | None = None  # stop (checkpoint + final weights) after this step, the schedule still that of `steps`
 
 
 @dataclass

@@ -122,7 +122,7 @@ class MetricsLog:
         self.path, self.enabled = path, enabled
         if enabled and path.exists():
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r.get("step", 0) < start_step]
+            kept = [r for r in rows if r.get("step", 0) <= start_step]  # "step" counts steps done
             path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, row: dict[str, Any]) -> None:
@@ -209,8 +209,9 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
     row: dict[str, Any] = {}
     frames_seen, tick = 0, time.perf_counter()
     deadline = None if t.time_limit_min is None else time.monotonic() + 60 * t.time_limit_min
-    last_step = t.steps
-    for step, samples in zip(range(start, t.steps), _batches(data, start, t.steps, t.data_workers)):
+    end = t.steps if t.stop_at is None else max(0, min(int(t.stop_at), t.steps))  # the schedule stays t.steps long
+    last_step = end
+    for step, samples in zip(range(start, end), _batches(data, start, end, t.data_workers)):
         clip, targets = _stack(samples, device)
         with autocast:
             pred = net(clip, detach_every=t.detach_every)
@@ -226,9 +227,10 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
         scheduler.step()
         frames_seen += clip.shape[0] * clip.shape[1] * dist_info.world_size
         done = step + 1
-        out_of_time = deadline is not None and _agree(time.monotonic() > deadline, dist_info, device)
+        # train.time_limit_min passed (all ranks agree) or train.stop_at reached: log, validate, checkpoint, stop
+        stop_here = done == end or (deadline is not None and _agree(time.monotonic() > deadline, dist_info, device))
 
-        if done % t.log_every == 0 or done == t.steps or out_of_time:
+        if done % t.log_every == 0 or done == t.steps or stop_here:
             elapsed = time.perf_counter() - tick
             row = {"step": done, "loss": mean_across(loss, dist_info).item()}
             row.update({k: v.item() for k, v in terms.items() if k != "total"})
@@ -241,7 +243,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
                         tb.add_scalar(f"train/{k}", v, done)
                 _log_depth_images(tb, pred, done)
             bar.set_postfix(loss=f"{row['loss']:.4f}", fps=f"{row['frames_per_s']:.1f}")
-        if val_set and ((t.val_every and done % t.val_every == 0) or done == t.steps or out_of_time):
+        if val_set and ((t.val_every and done % t.val_every == 0) or done == t.steps or stop_here):
             val_row = {"step": done, **validate(model, val_set, device)}
             log.write(val_row)
             if tb is not None:
@@ -249,16 +251,16 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: b
                     if k != "step":
                         tb.add_scalar(k, v, done)
             row.update(val_row)
-        if dist_info.is_main and (done % t.ckpt_every == 0 or done == t.steps or out_of_time):
+        if dist_info.is_main and (done % t.ckpt_every == 0 or done == t.steps or stop_here):
             save_checkpoint(run_dir, done, model, optimizer, scheduler, recipe.to_dict(), keep=t.keep_checkpoints)
         bar.update(1)
-        if out_of_time:
+        if stop_here:
             last_step = done
             break
     bar.close()
     if last_step < t.steps and dist_info.is_main:
-        print(f"train.time_limit_min={t.time_limit_min} reached at step {last_step} of {t.steps}; "
-              "continue with --resume")
+        why = f"train.stop_at={t.stop_at}" if last_step == end else f"train.time_limit_min={t.time_limit_min}"
+        print(f"{why} reached at step {last_step} of {t.steps}; continue with --resume")
     digests = gather_digests(model, dist_info)  # replicas must be identical after DDP training
     if dist_info.is_main:
         model.save_pretrained(run_dir / "final")
