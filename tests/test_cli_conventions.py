@@ -67,10 +67,11 @@ def test_synthetic_commands_take_the_long_side(tmp_path, capsys):
     assert p.parse_args(["bench", "--size", "256"]).size == (192, 256)
 
 
-def test_threads_default_every_core_when_idle_threads_sleep_else_one_free():
-    assert default_threads(2, passive=True) == 2 and default_threads(16, passive=True) == 16
-    assert default_threads(2, passive=False) == 1 and default_threads(16, passive=False) == 15
-    assert default_threads(1, passive=False) == 1
+def test_threads_default_every_core_when_idle_threads_sleep_else_one_free_and_one_on_two_cores():
+    assert default_threads(4, passive=True) == 4 and default_threads(16, passive=True) == 16
+    assert default_threads(4, passive=False) == 3 and default_threads(16, passive=False) == 15
+    assert default_threads(2, passive=True) == 1 and default_threads(2, passive=False) == 1
+    assert default_threads(1, passive=False) == 1 and default_threads(1, passive=True) == 1
     assert passive_waiting({"OMP_WAIT_POLICY": "passive"}) and not passive_waiting({})
     assert parse_threads("auto") is None and parse_threads("3") == 3
     for bad in ("0", "-2", "many"):

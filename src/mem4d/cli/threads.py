@@ -10,7 +10,11 @@ So the console script asks OpenMP to let idle threads sleep (`prefer_passive_wai
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it; OpenMP reads it once, when torch
 is first imported), and ``--threads auto`` (the default) takes every core this process may use
 when waiting is passive, one fewer otherwise (at least 1), so that a competing busy process
-finds a free core. ``--threads N`` takes N threads.
+finds a free core; on two cores or fewer it takes one thread. A sleeping thread is woken for
+every parallel region, thousands a frame at the shipped model's size, and on the 2-core VM one
+thread streamed the DAVIS clip faster than two sleeping ones idle (12.0 vs 8.9 frames/s at
+128, 4.1 vs 3.8 at 256) and next to one or two busy processes (11.7 vs 10.7, 7.6 vs 5.3;
+docs/RESULTS.md, "CPU threads of `reconstruct`"). ``--threads N`` takes N threads.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from collections.abc import MutableMapping
 __all__ = ["THREADS_HELP", "add_threads_argument", "apply_threads", "default_threads", "parse_threads",
            "passive_waiting", "prefer_passive_waiting", "usable_cores"]
 
-THREADS_HELP = ("CPU threads for the model: a number, or auto (default: every core this process may use, as idle "
-                "threads sleep (OMP_WAIT_POLICY=PASSIVE, which mem4d sets unless the environment says otherwise); "
-                "one core fewer when they spin, so that another busy process does not stall every step; see "
-                "docs/RESULTS.md). Only affects the CPU")
+THREADS_HELP = ("CPU threads for the model: a number, or auto (default: one on a machine of two cores or fewer; "
+                "otherwise every core this process may use, as idle threads sleep (OMP_WAIT_POLICY=PASSIVE, which "
+                "mem4d sets unless the environment says otherwise), one core fewer when they spin, so that another "
+                "busy process does not stall every step; see docs/RESULTS.md). Only affects the CPU")
 
 
 def usable_cores() -> int:
@@ -44,10 +48,13 @@ def passive_waiting(environ: MutableMapping[str, str] | None = None) -> bool:
 
 
 def default_threads(cores: int | None = None, passive: bool | None = None) -> int:
-    """``auto``: every usable core when idle threads sleep, else one fewer; at least one."""
+    """``auto``: one thread on two cores or fewer; more cores: every one when idle threads sleep,
+    else one fewer."""
     cores = usable_cores() if cores is None else cores
     passive = passive_waiting() if passive is None else passive
-    return max(1, cores if passive else cores - 1)
+    if cores <= 2:
+        return 1
+    return cores if passive else cores - 1
 
 
 def parse_threads(text: str) -> int | None:

@@ -1,0 +1,61 @@
+"""scripts/reproduce_default_model.sh: every stage's command is a valid recipe, and the stages chain
+(each starts from the one before), so the shipped model's recipe stays re-runnable from the repo."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mem4d.train.recipe import Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "reproduce_default_model.sh"
+
+
+def _commands(runs: Path, *args: str) -> list[list[str]]:
+    out = subprocess.run(["bash", str(SCRIPT), str(runs), *args], env={**os.environ, "DRY_RUN": "1"},
+                         capture_output=True, text=True, check=True).stdout
+    return [shlex.split(line[2:]) for line in out.splitlines() if line.startswith("+ ")]
+
+
+def _trainings(commands: list[list[str]]) -> list[tuple[str, Recipe]]:
+    runs = []
+    for c in commands:
+        if "train" in c and "--config" in c:
+            sets = [c[i + 1] for i, a in enumerate(c) if a == "--set"]
+            runs.append((c[c.index("--out") + 1], Recipe.from_yaml(c[c.index("--config") + 1], sets)))
+    return runs
+
+
+@pytest.mark.parametrize("args", [(), ("--from-scratch",)])
+def test_every_stage_is_a_valid_recipe_and_starts_from_the_one_before(tmp_path, args):
+    runs = _trainings(_commands(tmp_path, *args))
+    names = [Path(out).name for out, _ in runs]
+    assert names[-3:] == ["si", "sih", "sih3"]
+    assert len(names) == (5 if args else 3)
+    inits = {Path(out).name: r.model.init_from for out, r in runs}
+    assert inits["si"] == str(tmp_path / "previous-default")
+    assert inits["sih"] == str(tmp_path / "si" / "final") and inits["sih3"] == str(tmp_path / "sih" / "final")
+    recipes = dict((Path(out).name, r) for out, r in runs)
+    assert (recipes["si"].train.stop_at, recipes["si"].train.steps) == (500, 2000)
+    assert (recipes["sih3"].train.stop_at, recipes["sih3"].train.steps) == (700, 1000)
+    assert recipes["sih3"].loss.flow == 1.0 and recipes["si"].loss.scale_invariant == 1.0
+
+
+def test_the_start_is_in_the_repositorys_history():
+    commit = next(line.split("=")[1].split()[0] for line in SCRIPT.read_text().splitlines()
+                  if line.startswith("PREVIOUS_COMMIT="))
+    if subprocess.run(["git", "-C", str(REPO), "rev-parse"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout (the script needs the repository's history)")
+    for f in ("config.json", "model.safetensors"):
+        subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}:src/mem4d/weights/default/{f}"], check=True)
+
+
+def test_an_unknown_option_is_refused(tmp_path):
+    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--fast"], capture_output=True, text=True,
+                          env={**os.environ, "DRY_RUN": "1"})
+    assert proc.returncode == 2 and "--from-scratch" in proc.stderr
