@@ -76,9 +76,9 @@ BBOX_MATCH = 0.2  # share of a detection's bbox that must carry its GT instance 
 # ------------------------------------------------------------------------------ helpers
 def resolve_ckpt(path: str | Path) -> Path:
     """A save_pretrained folder, a checkpoints folder whose ``latest`` file names one, or ``default``
-    (the shipped model, as `Mem4D.from_pretrained` names it)."""
+    (the shipped model, whatever the working folder holds, as in `Mem4D.from_pretrained`)."""
     p = Path(path)
-    if str(path) == "default" and not p.exists():
+    if str(path) == "default":
         from mem4d.model.pretrained import DEFAULT_DIR
 
         return DEFAULT_DIR

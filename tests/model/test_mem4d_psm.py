@@ -186,25 +186,6 @@ def test_detach_drops_the_compression_cache_so_no_stale_group_is_read():
         assert comp.depthwise.weight.grad is not None and comp.depthwise.weight.grad.abs().sum() > 0
 
 
-def _loop_depths(model: Mem4D, laps: int, P: int = 50) -> tuple[torch.Tensor, object]:
-    """Mean depth of every frame over ``laps`` laps of a static ``P``-frame loop at 48x64, (laps, P)."""
-    from mem4d.data.synthetic import make_scene
-
-    frames = make_scene(seed=7, num_frames=P, image_size=(48, 64), dynamic=False, camera_path="loop").images
-    state, depth = model.init_state(1, (48, 64)), []
-    with torch.no_grad():
-        for t in range(laps * P):
-            out, state = model.step(frames[t % P][None], state)
-            depth.append(out.depth.mean())
-    return torch.stack(depth).double().view(laps, P), state
-
-
-def _long_queue(cfg, max_distance: int):
-    psm = dataclasses.replace(cfg.psm, capacity=100, tier_bounds=(4,), tier_kernels=((1, 2, 2), (2, 4, 4)),
-                              max_distance=max_distance)
-    return dataclasses.replace(cfg, psm=psm, heads=dataclasses.replace(cfg.heads, pose_refinement="none"))
-
-
 @pytest.mark.slow
 def test_a_1000_frame_loop_keeps_its_memory_bounded_and_its_depth():
     """N_s = 100 over 20 laps of a static 50-frame loop, with the shipped model's weights (its PSM
@@ -214,9 +195,21 @@ def test_a_1000_frame_loop_keeps_its_memory_bounded_and_its_depth():
     memory drift a little from lap to lap: 4.6 % between laps 3 and 19, so the laps no longer repeat
     exactly; that the readout positions stop changing once the queue is full is pinned by
     `test_readout_positions_are_the_same_at_frame_200_and_frame_10000`.)"""
+    from mem4d.data.synthetic import make_scene
+
     base = Mem4D.from_pretrained("default")
-    model = Mem4D(_long_queue(base.config, 7))
+    cfg = base.config
+    psm = dataclasses.replace(cfg.psm, capacity=100, tier_bounds=(4,), tier_kernels=((1, 2, 2), (2, 4, 4)), max_distance=7)
+    model = Mem4D(dataclasses.replace(cfg, psm=psm, heads=dataclasses.replace(cfg.heads, pose_refinement="none")))
     model.load_state_dict(base.state_dict())
-    d, state = _loop_depths(model.eval(), 20)
+    model.eval()
+    laps, P = 20, 50
+    frames = make_scene(seed=7, num_frames=P, image_size=(48, 64), dynamic=False, camera_path="loop").images
+    state, depth = model.init_state(1, (48, 64)), []
+    with torch.no_grad():
+        for t in range(laps * P):
+            out, state = model.step(frames[t % P][None], state)
+            depth.append(out.depth.mean())
+    d = torch.stack(depth).double().view(laps, P)
     assert state.frame_index == 1000 and len(state.psm_frames) == 100
     assert ((d[-1] - d[0]).abs() / d[0]).max() < 0.10
