@@ -376,6 +376,10 @@ class HeadsConfig(_Config):
             pixels down-weighted by the motion head), started from the previous motion, and
             chained; ``pts_world`` then becomes ``cam2world . pts_cam`` so points and poses
             agree (``mem4d.geometry.photometric``). Causal: it reads frames t-1 and t only.
+        motion_refine: [not in the paper] with ``"procrustes"`` and ``motion``, the motion head
+            refines its mask on the correspondence head's 1/4-resolution grid, reading the
+            matching features of the image (``mem4d.model.motion_head``); False (default): the
+            mask is the tokens' 16-pixel patches plus the fit's evidence.
         refine_select_after: with ``"photometric"`` [choice, not in the paper], the pyramid levels
             (coarsest first) that every start of the alignment runs before the start with the
             lowest photometric cost goes on alone; 0 (default): all levels, the lowest cost at
@@ -401,6 +405,7 @@ class HeadsConfig(_Config):
     depth_grad_from_pose: float = 0.0
     fit_points: str = "depth"
     refine_select_after: int = 0
+    motion_refine: bool = False
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -418,11 +423,15 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res", "anchor_first"):
+        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:
             raise ValueError(f"HeadsConfig.camera_pose must be one of {CAMERA_POSES}, got {self.camera_pose!r}")
+        if self.motion_refine and not (self.motion and self.camera_pose == "procrustes"):
+            raise ValueError("HeadsConfig.motion_refine reads the correspondence head's features: it needs "
+                             f"motion: true and camera_pose: procrustes (got motion={self.motion}, "
+                             f"camera_pose={self.camera_pose!r})")
         if self.fit_points not in ("depth", "pointmap"):
             raise ValueError(f"HeadsConfig.fit_points must be 'depth' or 'pointmap', got {self.fit_points!r}")
         if self.pose_refinement not in ("none", "photometric"):

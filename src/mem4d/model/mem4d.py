@@ -70,7 +70,9 @@ class Mem4D(nn.Module):
         h = cfg.heads
         self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
                                if procrustes else None)
-        self.motion_head = MotionHead(D, p, evidence_channels=4 if procrustes else 0) if cfg.heads.motion else None
+        guide = h.flow_features + 3 if h.motion_refine else 0  # the correspondence head's matching features
+        self.motion_head = (MotionHead(D, p, evidence_channels=4 if procrustes else 0, guide_channels=guide)
+                            if h.motion else None)
         self.reset_parameters()
         self.encoder.requires_grad_(enc.trainable)
 
@@ -151,7 +153,7 @@ class Mem4D(nn.Module):
         dyn = None
         if self.motion_head is not None:
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid,
-                                   None if match is None else match[3])
+                                   None if match is None else match[3], None if match is None else match[0])
         flow = {} if match is None else {"flow": match[1], "flow_weight": match[2]}
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)

@@ -8,6 +8,14 @@ With ``heads.camera_pose == "procrustes"`` the head also reads the pose fit's ev
 1/4-resolution grid (`mem4d.model.procrustes_pose.motion_evidence`: where the matches disagree
 with the camera's rigid motion): a small conv turns it into logits that are upsampled and added
 (its last layer starts at zero, so a model trained without it starts unchanged).
+
+With ``heads.motion_refine`` (also procrustes only) a second conv stack works on the same
+1/4-resolution grid and sees the image: it reads the token logits so far (pooled to the grid),
+the evidence (zeros at frame 0) and the correspondence head's matching features of frame t
+(detached; learned CNN features and the standardised quarter image), and adds upsampled
+logits. Why: one token decides a 16 x 16 patch, and ground-truth masks pooled to 16-pixel
+tokens reach only IoU 0.61 on `synthetic-dynamic` (0.93 at 4 pixels; docs/RESULTS.md). Its
+last layer also starts at zero.
 """
 
 from __future__ import annotations
@@ -20,35 +28,61 @@ from mem4d.layers.mlp import Mlp
 
 __all__ = ["MotionHead"]
 
+GRID_STRIDE = 4  # pixels per cell of the evidence / refinement grid (the correspondence head's)
+
+
+def _zero_last(stack: nn.Sequential) -> nn.Sequential:
+    nn.init.zeros_(stack[-1].weight)
+    nn.init.zeros_(stack[-1].bias)
+    return stack
+
 
 class MotionHead(nn.Module):
     """(B, N, D) decoder tokens + (B, N, D) or None TDM tokens [+ (B, E, H/4, W/4) evidence]
-    -> (B, H, W) in (0, 1).
+    [+ (B, G, H/4, W/4) image guide] -> (B, H, W) in (0, 1).
 
     Args:
         dim: token width D.
         patch_size: pixels per token side.
         evidence_channels: channels of the pose fit's evidence (0: none).
+        guide_channels: channels of the image guide of the refinement (0: no refinement).
     """
 
-    def __init__(self, dim: int, patch_size: int, evidence_channels: int = 0) -> None:
+    def __init__(self, dim: int, patch_size: int, evidence_channels: int = 0, guide_channels: int = 0) -> None:
         super().__init__()
         self.patch_size = patch_size
+        self.evidence_channels = evidence_channels
         self.mlp = Mlp(2 * dim, dim, patch_size * patch_size)
         self.evidence = None
         if evidence_channels:
-            self.evidence = nn.Sequential(nn.Conv2d(evidence_channels, 32, 3, padding=1), nn.GELU(),
-                                          nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1))
-            nn.init.zeros_(self.evidence[-1].weight)
-            nn.init.zeros_(self.evidence[-1].bias)
+            self.evidence = _zero_last(nn.Sequential(
+                nn.Conv2d(evidence_channels, 32, 3, padding=1), nn.GELU(),
+                nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+        self.refine = None
+        if guide_channels:  # receptive field 11 cells (44 pixels): a token's patch and its neighbours
+            self.refine = _zero_last(nn.Sequential(
+                nn.Conv2d(1 + evidence_channels + guide_channels, 32, 3, padding=1), nn.GELU(),
+                nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
+                nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
 
-    def forward(self, tokens: Tensor, motion: Tensor | None, grid: tuple[int, int], evidence: Tensor | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, motion: Tensor | None, grid: tuple[int, int], evidence: Tensor | None = None,
+                guide: Tensor | None = None) -> Tensor:
         if motion is None:
             motion = torch.zeros_like(tokens)
         logits = self.mlp(torch.cat([tokens, motion], dim=-1)).float()  # (B, N, p*p)
         B, (h, w), p = tokens.shape[0], grid, self.patch_size
-        logits = logits.reshape(B, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(B, h * p, w * p)
+        size = (h * p, w * p)
+        logits = logits.reshape(B, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(B, *size)
         if self.evidence is not None and evidence is not None:
             extra = self.evidence(evidence.to(self.evidence[0].weight.dtype)).float()
-            logits = logits + F.interpolate(extra, size=(h * p, w * p), mode="bilinear", align_corners=False)[:, 0]
+            logits = logits + F.interpolate(extra, size=size, mode="bilinear", align_corners=False)[:, 0]
+        if self.refine is not None and guide is not None:
+            cells = guide.shape[-2:]
+            if evidence is None:
+                evidence = guide.new_zeros(B, self.evidence_channels, *cells)
+            coarse = F.avg_pool2d(logits[:, None], GRID_STRIDE)
+            dtype = self.refine[0].weight.dtype
+            x = torch.cat([coarse.to(dtype), evidence.to(dtype), guide.detach().to(dtype)], dim=1)
+            extra = self.refine(x).float()
+            logits = logits + F.interpolate(extra, size=size, mode="bilinear", align_corners=False)[:, 0]
         return torch.sigmoid(logits)

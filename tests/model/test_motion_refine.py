@@ -1,0 +1,94 @@
+"""``heads.motion_refine``: the motion head refines its mask on the correspondence head's
+1/4-resolution grid, reading the image's matching features."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from mem4d.config import HeadsConfig, Mem4DConfig
+from mem4d.model.mem4d import Mem4D
+from mem4d.model.motion_head import MotionHead
+
+
+def _model(seed: int = 0, **heads) -> Mem4D:
+    torch.manual_seed(seed)
+    cfg = Mem4DConfig.tiny()
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
+    return Mem4D(cfg).eval()
+
+
+def _inputs():
+    torch.manual_seed(1)
+    return torch.randn(1, 12, 32), torch.randn(1, 12, 32), torch.randn(1, 4, 12, 16), torch.randn(1, 35, 12, 16)
+
+
+def test_the_refinement_starts_unchanged():
+    torch.manual_seed(0)
+    plain, refined = MotionHead(32, 16, evidence_channels=4), MotionHead(32, 16, evidence_channels=4, guide_channels=35)
+    refined.load_state_dict(plain.state_dict(), strict=False)
+    tokens, tdm, evidence, guide = _inputs()
+    torch.testing.assert_close(refined(tokens, tdm, (3, 4), evidence, guide), plain(tokens, tdm, (3, 4), evidence))
+    torch.testing.assert_close(refined(tokens, tdm, (3, 4), None, guide), plain(tokens, tdm, (3, 4)))
+
+
+def test_the_refinement_draws_the_mask_at_four_pixels_from_the_image():
+    """Inside one token's 16 x 16 patch the mask follows the guide, and no gradient goes back
+    into the guide (the matching features are the correspondence head's to learn)."""
+    torch.manual_seed(0)
+    head = MotionHead(32, 16, evidence_channels=4, guide_channels=35)
+    for layer in head.refine:
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.normal_(layer.weight, std=0.3)
+    tokens, tdm, evidence, guide = _inputs()
+    guide.requires_grad_(True)
+    prob = head(tokens, tdm, (3, 4), evidence, guide)
+    assert prob.shape == (1, 48, 64)
+    changed = guide.detach().clone()
+    changed[..., 1, 1] += 5.0  # one 4 x 4 cell of the first token's patch
+    other = head(tokens, tdm, (3, 4), evidence, changed)
+    diff = (other - prob).detach().abs()[0]
+    assert float(diff[4:8, 4:8].max()) > 1e-3  # the cell itself
+    assert float(diff[:16, :16].max()) > 10 * float(diff[:16, :16].min()) + 1e-6  # varies inside the patch
+    assert float(diff[:, 48:].max()) == 0.0  # beyond the receptive field (11 cells): untouched
+    prob.sum().backward()
+    assert guide.grad is None
+    assert all(p.grad is not None for p in head.refine.parameters())
+
+
+def test_the_model_refines_from_frame_zero_and_trains_the_refinement():
+    model = _model(motion_refine=True)
+    for layer in model.motion_head.refine:
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.normal_(layer.weight, std=0.1)
+    base = _model(motion_refine=False)
+    base.load_state_dict(model.state_dict(), strict=False)
+    frames = torch.rand(3, 1, 3, 96, 128)
+    state, plain = model.init_state(1, (96, 128)), base.init_state(1, (96, 128))
+    for t in range(3):
+        out, state = model.step(frames[t], state)
+        ref, plain = base.step(frames[t], plain)
+        assert out.dynamic_prob.shape == (1, 96, 128)
+        assert not torch.allclose(out.dynamic_prob, ref.dynamic_prob)  # frame 0 too (zero evidence)
+        torch.testing.assert_close(out.depth, ref.depth)
+        torch.testing.assert_close(out.cam2world, ref.cam2world)
+
+
+def test_init_from_adds_the_refinement_fresh(tmp_path):
+    from mem4d.train.recipe import Recipe
+    from mem4d.train.trainer import build_model
+
+    _model().save_pretrained(tmp_path / "base")
+    recipe = Recipe.from_dict({"model": {"init_from": str(tmp_path / "base"),
+                                         "overrides": {"heads": {"motion_refine": True}}}})
+    model = build_model(recipe)
+    assert model.init_report == {"fresh": ["motion_head.refine"], "dropped": []}
+    assert model.config.heads.motion_refine
+
+
+@pytest.mark.parametrize("heads", [{"camera_pose": "absolute"}, {"camera_pose": "procrustes", "motion": False}])
+def test_the_refinement_needs_the_correspondence_head_and_the_motion_head(heads):
+    with pytest.raises(ValueError, match="motion_refine"):
+        HeadsConfig(motion_refine=True, **heads)
