@@ -380,6 +380,10 @@ class HeadsConfig(_Config):
             refines its mask on the correspondence head's 1/4-resolution grid, reading the
             matching features of the image (``mem4d.model.motion_head``); False (default): the
             mask is the tokens' 16-pixel patches plus the fit's evidence.
+        motion_epipolar: [not in the paper] with ``motion_refine``, the refinement also reads
+            each match's distance from its epipolar line under the fitted motion
+            (``mem4d.model.procrustes_pose.epipolar_distance``): a static point lies on its line
+            whatever its depth, so a wrong depth does not read as motion.
         refine_select_after: with ``"photometric"`` [choice, not in the paper], the pyramid levels
             (coarsest first) that every start of the alignment runs before the start with the
             lowest photometric cost goes on alone; 0 (default): all levels, the lowest cost at
@@ -406,6 +410,7 @@ class HeadsConfig(_Config):
     fit_points: str = "depth"
     refine_select_after: int = 0
     motion_refine: bool = False
+    motion_epipolar: bool = False
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -423,7 +428,7 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine"):
+        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:
@@ -432,6 +437,8 @@ class HeadsConfig(_Config):
             raise ValueError("HeadsConfig.motion_refine reads the correspondence head's features: it needs "
                              f"motion: true and camera_pose: procrustes (got motion={self.motion}, "
                              f"camera_pose={self.camera_pose!r})")
+        if self.motion_epipolar and not self.motion_refine:
+            raise ValueError("HeadsConfig.motion_epipolar is an input of the mask refinement: it needs motion_refine: true")
         if self.fit_points not in ("depth", "pointmap"):
             raise ValueError(f"HeadsConfig.fit_points must be 'depth' or 'pointmap', got {self.fit_points!r}")
         if self.pose_refinement not in ("none", "photometric"):

@@ -92,3 +92,58 @@ def test_init_from_adds_the_refinement_fresh(tmp_path):
 def test_the_refinement_needs_the_correspondence_head_and_the_motion_head(heads):
     with pytest.raises(ValueError, match="motion_refine"):
         HeadsConfig(motion_refine=True, **heads)
+
+
+def test_epipolar_distance_is_zero_for_static_matches_whatever_their_depth():
+    """True matches of static cells lie on their epipolar lines, and so do the matches a wrong
+    depth would predict; matches moved off them by 3 pixels read about 2-3 pixels."""
+    from mem4d.data.synthetic import make_scene
+    from mem4d.geometry.se3 import cam_a2cam_b
+    from mem4d.losses.flow import flow_targets
+    from mem4d.losses.objective import Targets
+    from mem4d.model.procrustes_pose import cell_centres, epipolar_distance
+
+    s = make_scene(5, 2, image_size=(96, 128), dynamic=True, num_objects=3, camera_speed=3.0)
+    t = Targets.from_samples([s])
+    flow, supervised, _, _ = flow_targets(t.pts_world, t.pts_cam[..., 2], t.valid, t.cam2world, t.intrinsics,
+                                          t.dynamic_mask)
+    motion = cam_a2cam_b(s.cam2world[1:2], s.cam2world[0:1])  # camera 1 -> camera 0
+    K = t.intrinsics[:, 1]
+    dist = epipolar_distance(flow[:, 0], motion, K)[:, 0]
+    assert dist.shape == (1, 24, 32)
+    cells = supervised[:, 0]
+    assert float(dist[cells].median()) < 0.05
+    # the rigid flow of a scene 1.5x farther: other matches, on the same lines
+    c = cell_centres(24, 32, flow.device)[None]
+    depth = torch.nn.functional.avg_pool2d(t.pts_cam[:, 1, ..., 2][:, None], 4)[:, 0] * 1.5
+    rays = torch.cat([c, torch.ones_like(c[..., :1])], -1) @ torch.linalg.inv(K).transpose(1, 2)[:, None]
+    x0 = (rays * depth[..., None]) @ motion[:, None, :3, :3].transpose(-1, -2) + motion[:, None, None, :3, 3]
+    uv = x0 @ K[:, None].transpose(-1, -2)
+    wrong = uv[..., :2] / uv[..., 2:] - c
+    assert float((wrong - flow[:, 0])[cells].norm(dim=-1).median()) > 0.5  # the matches did move
+    assert float(epipolar_distance(wrong, motion, K)[:, 0][cells].median()) < 0.05
+    # 3 pixels off in x or in y: one of the two is at least 3 / sqrt(2) off any line
+    shifted = [epipolar_distance(flow[:, 0] + torch.tensor(d), motion, K)[:, 0] for d in ([3.0, 0.0], [0.0, 3.0])]
+    off = torch.maximum(*shifted)[cells]
+    assert 1.5 < float(off.median()) <= 3.0 * 128 / 128 + 0.1
+
+
+def test_the_epipolar_channel_needs_the_refinement_and_feeds_it():
+    with pytest.raises(ValueError, match="motion_epipolar"):
+        HeadsConfig(camera_pose="procrustes", motion_epipolar=True)
+    model = _model(motion_refine=True, motion_epipolar=True)
+    assert model.motion_head.refine[0].in_channels == 1 + 4 + 32 + 3 + 1
+    seen = []
+    real = model.motion_head.forward
+
+    def spy(*args):
+        seen.append(args[4].detach())
+        return real(*args)
+
+    model.motion_head.forward = spy
+    state = model.init_state(1, (96, 128))
+    for frame in torch.rand(2, 1, 3, 96, 128):
+        _, state = model.step(frame, state)
+    assert [g.shape[1] for g in seen] == [36, 36]
+    assert float(seen[0][:, -1].abs().max()) == 0.0  # frame 0: no motion, no distance
+    assert float(seen[1][:, -1].max()) > 0.0

@@ -34,7 +34,7 @@ from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
 from mem4d.model.pose_refinement import refine_pose
-from mem4d.model.procrustes_pose import fit_points, motion_evidence, procrustes_motion, scale_gradient
+from mem4d.model.procrustes_pose import epipolar_distance, fit_points, motion_evidence, procrustes_motion, scale_gradient
 from mem4d.model.psm import PersistentStructureMemory
 from mem4d.model.state import StreamState, validate_frame
 from mem4d.model.tca import TemporalContextAggregator
@@ -70,7 +70,8 @@ class Mem4D(nn.Module):
         h = cfg.heads
         self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
                                if procrustes else None)
-        guide = h.flow_features + 3 if h.motion_refine else 0  # the correspondence head's matching features
+        # the refinement's image guide: the correspondence head's matching features [+ the epipolar distance]
+        guide = h.flow_features + 3 + int(h.motion_epipolar) if h.motion_refine else 0
         self.motion_head = (MotionHead(D, p, evidence_channels=4 if procrustes else 0, guide_channels=guide)
                             if h.motion else None)
         self.reset_parameters()
@@ -153,7 +154,7 @@ class Mem4D(nn.Module):
         dyn = None
         if self.motion_head is not None:
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid,
-                                   None if match is None else match[3], None if match is None else match[0])
+                                   None if match is None else match[3], None if match is None else match[4])
         flow = {} if match is None else {"flow": match[1], "flow_weight": match[2]}
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
@@ -171,24 +172,31 @@ class Mem4D(nn.Module):
         return out, new_state
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
-                         state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor, Tensor]]:
+                         state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], tuple]:
         """Replaces the camera head's pose by the chained Procrustes motion (frame 0 keeps the identity).
         ``pts_cam`` arrives with its gradient already scaled by ``heads.depth_grad_from_pose``.
 
         Returns (camera dict, (matching features (B, C, H/4, W/4), flow (B, H/4, W/4, 2),
-        weight (B, H/4, W/4), the fit's motion evidence (B, 4, H/4, W/4) or None at frame 0)).
+        weight (B, H/4, W/4), the fit's motion evidence (B, 4, H/4, W/4) or None at frame 0,
+        the motion head's image guide (B, C [+ 1], H/4, W/4): the matching features [and the
+        epipolar distance, zeros at frame 0])).
         """
         feats = self.correspondence.features(frame)
+        epipolar = self.config.heads.motion_epipolar
         if state.frame_index == 0:
             B, _, h4, w4 = feats.shape
-            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None)
+            guide = torch.cat([feats, feats.new_zeros(B, 1, h4, w4)], 1) if epipolar else feats
+            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None, guide)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
         prev = scale_gradient(state.prev_pts_cam, self.config.heads.depth_grad_from_pose)  # pts_cam comes scaled
         motion = procrustes_motion(pts_cam, prev, flow, weight, intrinsics=cam["intrinsics"],
                                    reprojection_iters=self.config.heads.reprojection_iters)  # camera t -> camera t-1
         evidence = motion_evidence(pts_cam, state.prev_pts_cam, flow, weight, motion, cam["intrinsics"])
-        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence)
+        guide = feats
+        if epipolar:
+            guide = torch.cat([feats, epipolar_distance(flow, motion, cam["intrinsics"]).to(feats.dtype)], 1)
+        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence, guide)
 
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
                     grid: tuple[int, int], readout: tuple | None,

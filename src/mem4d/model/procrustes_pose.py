@@ -219,3 +219,41 @@ def motion_evidence(pts_cam: Tensor, prev_pts_cam: Tensor, flow: Tensor, weight:
     residual_3d = (q - moved).norm(dim=-1) / p[..., 2].abs().clamp_min(1e-6)
     out = torch.cat([residual.clamp(-32, 32), residual_3d.clamp(max=4.0)[..., None], 1 - weight.float()[..., None]], -1)
     return out.permute(0, 3, 1, 2)
+
+
+def epipolar_distance(flow: Tensor, motion: Tensor, intrinsics: Tensor) -> Tensor:
+    """How far each match lies from its epipolar line under the fitted camera motion: the Sampson
+    distance, in pixels of a 128-pixel-wide image, clamped at 32 (detached).
+
+    A static point's match lies on its epipolar line whatever its depth, so unlike the rigid-flow
+    residual of `motion_evidence` this does not flag a static object whose depth is wrong, only
+    motion off the line (motion along it, or no camera translation, leaves it blind; the
+    residual covers those).
+
+    Args:
+        flow: (B, H/4, W/4, 2) backward flow of frame t's cells into frame t-1 (pixels).
+        motion: (B, 4, 4) camera t -> camera t-1.
+        intrinsics: (B, 3, 3) pixels, taken for both frames (as `motion_evidence` does).
+    Returns:
+        (B, 1, H/4, W/4).
+    """
+    B, h4, w4 = flow.shape[:3]
+    with torch.no_grad():
+        m = motion.float()
+        t = m[:, :3, 3]
+        t = t / (t.norm(dim=-1, keepdim=True) + 1e-9)
+        tx = torch.zeros(B, 3, 3, device=flow.device)
+        tx[:, 0, 1], tx[:, 0, 2], tx[:, 1, 2] = -t[:, 2], t[:, 1], -t[:, 0]
+        tx = tx - tx.transpose(1, 2)
+        k_inv = torch.linalg.inv(intrinsics.float())
+        fundamental = k_inv.transpose(1, 2) @ tx @ m[:, :3, :3] @ k_inv
+        centres = cell_centres(h4, w4, flow.device).expand(B, h4, w4, 2)
+        ones = torch.ones_like(centres[..., :1])
+        x = torch.cat([centres, ones], -1).reshape(B, -1, 3)  # frame t
+        xp = torch.cat([centres + flow.float(), ones], -1).reshape(B, -1, 3)  # its match in frame t-1
+        fx = x @ fundamental.transpose(1, 2)  # F x, (B, n, 3)
+        ftxp = xp @ fundamental  # F^T x'
+        num = (xp * fx).sum(-1) ** 2
+        den = fx[..., 0] ** 2 + fx[..., 1] ** 2 + ftxp[..., 0] ** 2 + ftxp[..., 1] ** 2 + 1e-12
+        dist = (num / den).sqrt() * (128.0 / (w4 * STRIDE))
+        return dist.clamp(max=32.0).reshape(B, 1, h4, w4)
