@@ -5,7 +5,7 @@
 #   DRY_RUN=1 scripts/reproduce_default_model.sh RUNS     # print the commands only
 #
 # Stages, each a run folder under RUNS (two processes x one thread over gloo, as trained; about
-# 70 minutes on the project's 2-core VM after stage 0):
+# 110 minutes on the project's 2-core VM after stage 0):
 #   0. previous-default: the start, the default model that shipped before this one, taken from the
 #      repository's history (git PREVIOUS_COMMIT). --from-scratch trains it instead:
 #      configs/ship-tiny.yaml stopped at step 3200, then configs/ship-tiny-finetune.yaml (about 3 h;
@@ -13,7 +13,8 @@
 #   1. si:   configs/depth-mixed-tiny.yaml + loss.scale_invariant=1.0, stopped at step 500 of 2000
 #   2. sih:  configs/pose-heads-tiny.yaml from si, 1000 steps
 #   3. sih3: configs/pose-heads-tiny.yaml from sih + loss.flow=1.0, train.seed=1, stopped at step 700 of 1000
-#   4. default: scripts/ship_default_model.py --ckpt RUNS/sih3/final --pose-refinement photometric
+#   4. mr:   configs/motion-refine-tiny.yaml from sih3, 2000 steps (the mask refined at 4 pixels)
+#   5. default: scripts/ship_default_model.py --ckpt RUNS/mr/final --pose-refinement photometric
 #      --out RUNS/default (float16, as shipped; compare it with src/mem4d/weights/default)
 # A stage that finished is skipped (RUNS/NAME/.done); an interrupted one continues with --resume.
 set -euo pipefail
@@ -67,4 +68,5 @@ stage si configs/depth-mixed-tiny.yaml --set "model.init_from=$RUNS/previous-def
 stage sih configs/pose-heads-tiny.yaml --set "model.init_from=$RUNS/si/final" --set train.steps=1000
 stage sih3 configs/pose-heads-tiny.yaml --set "model.init_from=$RUNS/sih/final" --set train.steps=1000 \
     --set loss.flow=1.0 --set train.seed=1 --set train.stop_at=700
-run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/sih3/final" --pose-refinement photometric --out "$RUNS/default"
+stage mr configs/motion-refine-tiny.yaml --set "model.init_from=$RUNS/sih3/final"
+run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mr/final" --pose-refinement photometric --out "$RUNS/default"
