@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,16 @@ from mem4d.model.tdm import TransientDynamicsMemory
 from mem4d.model.unified import UnifiedMemory
 
 __all__ = ["Mem4D"]
+
+
+class Match(NamedTuple):
+    """What the correspondence head and the pose fit of one frame hand on ("procrustes")."""
+
+    feats: Tensor  # (B, C + 3, H/4, W/4) matching features of frame t (frame t+1 matches against them)
+    flow: Tensor  # (B, H/4, W/4, 2) backward flow into frame t-1, pixels (zeros at frame 0)
+    weight: Tensor  # (B, H/4, W/4) the fit's weight per cell
+    evidence: Tensor | None  # (B, 4, H/4, W/4) the fit's motion evidence; None at frame 0
+    guide: Tensor  # (B, C + 3 [+ 1], H/4, W/4) the mask refinement's input: feats [+ the epipolar distance]
 
 
 class Mem4D(nn.Module):
@@ -154,12 +165,12 @@ class Mem4D(nn.Module):
         dyn = None
         if self.motion_head is not None:
             dyn = self.motion_head(stages[-1][:, :N], tdm[0][:, :N] if tdm is not None else None, grid,
-                                   None if match is None else match[3], None if match is None else match[4])
-        flow = {} if match is None else {"flow": match[1], "flow_weight": match[2]}
+                                   None if match is None else match.evidence, None if match is None else match.guide)
+        flow = {} if match is None else {"flow": match.flow, "flow_weight": match.weight}
         out = FrameOutput(pts_world=pts_world, conf_world=conf_world, pts_cam=pts_cam, conf_cam=conf_cam,
                           depth=pts_cam[..., 2], dynamic_prob=dyn, **cam, **flow)
         new_state = self._next_state(state, feat, stages[-1], pos, out, grid, readout,
-                                     None if match is None else (match[0], fit_points(pts_cam, out.intrinsics,
+                                     None if match is None else (match.feats, fit_points(pts_cam, out.intrinsics,
                                                                                       cfg.heads.fit_points, 1.0)))
         if self.tdm is not None and enriched:
             new_state = replace(new_state, tdm_feats=[*state.tdm_feats, x][-cfg.tdm.num_past:])
@@ -172,21 +183,19 @@ class Mem4D(nn.Module):
         return out, new_state
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
-                         state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], tuple]:
+                         state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], Match]:
         """Replaces the camera head's pose by the chained Procrustes motion (frame 0 keeps the identity).
         ``pts_cam`` arrives with its gradient already scaled by ``heads.depth_grad_from_pose``.
 
-        Returns (camera dict, (matching features (B, C, H/4, W/4), flow (B, H/4, W/4, 2),
-        weight (B, H/4, W/4), the fit's motion evidence (B, 4, H/4, W/4) or None at frame 0,
-        the motion head's image guide (B, C [+ 1], H/4, W/4): the matching features [and the
-        epipolar distance, zeros at frame 0])).
+        Returns (camera dict, `Match`); at frame 0 the flow and weight are zeros, the evidence
+        None and the epipolar distance of the guide zeros.
         """
         feats = self.correspondence.features(frame)
         epipolar = self.config.heads.motion_epipolar
         if state.frame_index == 0:
             B, _, h4, w4 = feats.shape
             guide = torch.cat([feats, feats.new_zeros(B, 1, h4, w4)], 1) if epipolar else feats
-            return cam, (feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None, guide)
+            return cam, Match(feats, pts_cam.new_zeros(B, h4, w4, 2), pts_cam.new_zeros(B, h4, w4), None, guide)
         flow, logit = self.correspondence(feats, state.prev_match_feats, tokens, grid)
         weight = torch.sigmoid(logit)
         prev = scale_gradient(state.prev_pts_cam, self.config.heads.depth_grad_from_pose)  # pts_cam comes scaled
@@ -196,7 +205,7 @@ class Mem4D(nn.Module):
         guide = feats
         if epipolar:
             guide = torch.cat([feats, epipolar_distance(flow, motion, cam["intrinsics"]).to(feats.dtype)], 1)
-        return chain_pose({**cam, "cam2world": motion}, state.cam2world), (feats, flow, weight, evidence, guide)
+        return chain_pose({**cam, "cam2world": motion}, state.cam2world), Match(feats, flow, weight, evidence, guide)
 
     def _next_state(self, state: StreamState, feat: Tensor, last: Tensor, pos: Tensor, out: FrameOutput,
                     grid: tuple[int, int], readout: tuple | None,
