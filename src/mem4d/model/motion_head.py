@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mem4d.layers.mlp import Mlp
+from mem4d.model.correspondence import STRIDE  # pixels per cell of the evidence / refinement grid
 
 __all__ = ["MotionHead"]
-
-GRID_STRIDE = 4  # pixels per cell of the evidence / refinement grid (the correspondence head's)
 
 
 def _zero_last(stack: nn.Sequential) -> nn.Sequential:
@@ -80,7 +79,7 @@ class MotionHead(nn.Module):
             cells = guide.shape[-2:]
             if evidence is None:
                 evidence = guide.new_zeros(B, self.evidence_channels, *cells)
-            coarse = F.avg_pool2d(logits[:, None], GRID_STRIDE)
+            coarse = F.avg_pool2d(logits[:, None], STRIDE)
             dtype = self.refine[0].weight.dtype
             x = torch.cat([coarse.to(dtype), evidence.to(dtype), guide.detach().to(dtype)], dim=1)
             extra = self.refine(x).float()
