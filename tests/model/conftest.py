@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -13,6 +15,12 @@ def build_tiny(seed: int = 0, **overrides) -> Mem4D:
     """Tiny preset, fixed seed, eval mode."""
     torch.manual_seed(seed)
     return Mem4D(Mem4DConfig.tiny(**overrides)).eval()
+
+
+def build_procrustes(seed: int = 0, **heads) -> Mem4D:
+    """Tiny preset with ``heads.camera_pose: procrustes`` and the other ``heads`` fields given; fixed seed, eval mode."""
+    cfg = Mem4DConfig.tiny()
+    return build_tiny(seed, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
 
 
 def make_clip(T: int, B: int = 1, H: int = 48, W: int = 64, seed: int = 1) -> torch.Tensor:

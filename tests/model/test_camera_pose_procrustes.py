@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import make_clip
+from conftest import build_procrustes, make_clip
 
 from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
@@ -19,13 +19,6 @@ from mem4d.losses.objective import Mem4DObjective, Targets
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.procrustes_pose import fit_points, procrustes_motion, scale_gradient
 from mem4d.model.state import StreamState
-
-
-def _model(seed: int = 0, **heads) -> Mem4D:
-    torch.manual_seed(seed)
-    cfg = Mem4DConfig.tiny()
-    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
-    return Mem4D(cfg).eval()
 
 
 def test_exact_pointmaps_and_flow_give_the_true_motion():
@@ -44,7 +37,7 @@ def test_exact_pointmaps_and_flow_give_the_true_motion():
 
 @pytest.mark.parametrize("fit_points", ["depth", "pointmap"])
 def test_outputs_are_consistent_and_frame0_is_the_identity(fit_points):
-    model = _model(fit_points=fit_points)
+    model = build_procrustes(fit_points=fit_points)
     assert model.head_world is None and model.correspondence is not None
     with torch.no_grad():
         out = model(make_clip(4, B=2, seed=3))
@@ -63,7 +56,7 @@ def test_outputs_are_consistent_and_frame0_is_the_identity(fit_points):
 
 
 def test_stream_is_causal_and_resumes_from_a_saved_state(tmp_path):
-    model = _model(1)
+    model = build_procrustes(1)
     clip = make_clip(5, seed=4)
     changed = clip.clone()
     changed[:, 3:] = 1 - changed[:, 3:]
@@ -120,7 +113,7 @@ def test_scale_gradient_keeps_the_value_and_scales_the_gradient():
 def test_objective_supervises_the_flow_and_the_weights():
     s = make_scene(2, 3, image_size=(48, 64), dynamic=True, camera_speed=2.0)
     targets = Targets.from_samples([s])
-    model = _model(3).train()
+    model = build_procrustes(3).train()
     _, terms = Mem4DObjective()(model(s.images[None]), targets)
     assert terms["flow"] > 0 and terms["flow_weight"] > 0
     gt, supervised, frac, _ = flow_targets(targets.pts_world, targets.pts_cam[..., 2], targets.valid,
@@ -165,7 +158,7 @@ def test_init_from_a_model_with_a_world_head(tmp_path):
 
 
 def test_procrustes_models_save_and_load(tmp_path):
-    model = _model(4)
+    model = build_procrustes(4)
     model.save_pretrained(tmp_path / "m")
     again = Mem4D.from_pretrained(tmp_path / "m").eval()
     clip = make_clip(3, seed=6)
@@ -331,7 +324,7 @@ def test_chained_refined_poses_stay_rotations_over_a_long_stream():
     re-projecting each chained pose onto SO(3) its float32 error fed back through that start and
     grew (|R R^T - I| 0.08 after 40 frames of the shipped procrustes candidate; the scene memory
     refuses such a pose)."""
-    model = _model(seed=2, pose_refinement="photometric")
+    model = build_procrustes(seed=2, pose_refinement="photometric")
     frames = make_scene(seed=4, num_frames=40, image_size=(48, 64), dynamic=True, camera_path="loop").images
     state, worst = model.init_state(1, (48, 64)), 0.0
     with torch.no_grad():

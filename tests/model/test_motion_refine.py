@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
+from conftest import build_procrustes
 
-from mem4d.config import HeadsConfig, Mem4DConfig
-from mem4d.model.mem4d import Mem4D
+from mem4d.config import HeadsConfig
 from mem4d.model.motion_head import MotionHead
-
-
-def _model(seed: int = 0, **heads) -> Mem4D:
-    torch.manual_seed(seed)
-    cfg = Mem4DConfig.tiny()
-    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
-    return Mem4D(cfg).eval()
 
 
 def _inputs():
@@ -59,11 +50,11 @@ def test_the_refinement_draws_the_mask_at_four_pixels_from_the_image():
 
 
 def test_the_model_refines_from_frame_zero_and_trains_the_refinement():
-    model = _model(motion_refine=True)
+    model = build_procrustes(motion_refine=True)
     for layer in model.motion_head.refine:
         if isinstance(layer, torch.nn.Conv2d):
             torch.nn.init.normal_(layer.weight, std=0.1)
-    base = _model(motion_refine=False)
+    base = build_procrustes(motion_refine=False)
     base.load_state_dict(model.state_dict(), strict=False)
     frames = torch.rand(3, 1, 3, 96, 128)
     state, plain = model.init_state(1, (96, 128)), base.init_state(1, (96, 128))
@@ -80,7 +71,7 @@ def test_init_from_adds_the_refinement_fresh(tmp_path):
     from mem4d.train.recipe import Recipe
     from mem4d.train.trainer import build_model
 
-    _model().save_pretrained(tmp_path / "base")
+    build_procrustes().save_pretrained(tmp_path / "base")
     recipe = Recipe.from_dict({"model": {"init_from": str(tmp_path / "base"),
                                          "overrides": {"heads": {"motion_refine": True}}}})
     model = build_model(recipe)
@@ -131,7 +122,7 @@ def test_epipolar_distance_is_zero_for_static_matches_whatever_their_depth():
 def test_the_epipolar_channel_needs_the_refinement_and_feeds_it():
     with pytest.raises(ValueError, match="motion_epipolar"):
         HeadsConfig(camera_pose="procrustes", motion_epipolar=True)
-    model = _model(motion_refine=True, motion_epipolar=True)
+    model = build_procrustes(motion_refine=True, motion_epipolar=True)
     assert model.motion_head.refine[0].in_channels == 1 + 4 + 32 + 3 + 1
     seen = []
     real = model.motion_head.forward
