@@ -1,4 +1,4 @@
-"""Photometric pose refinement with exact depth: one start vs. two starts, 3 vs. 4 pyramid levels.
+"""Photometric pose refinement with exact depth: one start vs. two starts (vs. rotation probes), 3 vs. 4 levels.
 
 Streams the frames of synthetic "loop" scenes (the fastest-turning camera paths of the
 generator: 8-11 degrees a frame over 40 frames) through `mem4d.model.pose_refinement.refine_pose`
@@ -26,11 +26,12 @@ from mem4d.model.outputs import FrameOutput
 from mem4d.model.pose_refinement import refine_pose
 from mem4d.model.state import StreamState
 
-SETTINGS = {  # name -> (levels, iterations per level, two starts)
-    "3 levels, velocity start": (3, (12, 8, 6), False),
-    "3 levels, two starts (shipped)": (3, (12, 8, 6), True),
-    "4 levels, velocity start": (4, (12, 12, 8, 6), False),
-    "4 levels, two starts": (4, (12, 12, 8, 6), True),
+SETTINGS = {  # name -> (levels, iterations per level, two starts, rotation probes)
+    "3 levels, velocity start": (3, (12, 8, 6), False, False),
+    "3 levels, two starts (shipped)": (3, (12, 8, 6), True, False),
+    "3 levels, two starts + 8 rotation probes": (3, (12, 8, 6), True, True),
+    "4 levels, velocity start": (4, (12, 12, 8, 6), False, False),
+    "4 levels, two starts": (4, (12, 12, 8, 6), True, False),
 }
 
 
@@ -42,14 +43,14 @@ def _output(depth: torch.Tensor, K: torch.Tensor, moving: torch.Tensor) -> Frame
                        translation=torch.zeros(1, 3), dynamic_prob=moving.float())
 
 
-def run(scene, levels: int, iters: tuple[int, ...], two_starts: bool) -> torch.Tensor:
+def run(scene, levels: int, iters: tuple[int, ...], two_starts: bool, probes: bool = False) -> torch.Tensor:
     """Rotation error (degrees) of each frame-to-frame motion, (T-1,)."""
     state = StreamState(batch_size=1, image_size=tuple(scene.images.shape[-2:]))
     poses = []
     for t in range(scene.num_frames):
         out = _output(scene.depth[t][None], scene.intrinsics[t][None], scene.dynamic_mask[t][None])
         out, state = refine_pose(scene.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
-                                 levels=levels, iters=iters, two_starts=two_starts)
+                                 levels=levels, iters=iters, two_starts=two_starts, probes=probes)
         poses.append(out.cam2world[0])
     est = torch.stack(poses)
     rel_est = cam_a2cam_b(est[:-1], est[1:])
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| setting | " + " | ".join(f"seed {s}: mean / max / >1° " for s in range(args.scenes)) + " | ms/frame |")
     print("|---|" + "---|" * (args.scenes + 1))
     scenes = [make_scene(s, args.frames, (96, 128), camera_path="loop", dynamic=True) for s in range(args.scenes)]
-    for name, (levels, iters, two) in SETTINGS.items():
+    for name, (levels, iters, two, probes) in SETTINGS.items():
         cells, start = [], time.perf_counter()
         for scene in scenes:
-            err = run(scene, levels, iters, two)
+            err = run(scene, levels, iters, two, probes)
             cells.append(f"{err.mean():.2f} / {err.max():.1f} / {int((err > 1).sum())}")
         ms = 1000 * (time.perf_counter() - start) / (args.scenes * args.frames)
         print(f"| {name} | " + " | ".join(cells) + f" | {ms:.0f} |")

@@ -389,6 +389,12 @@ class HeadsConfig(_Config):
             lowest photometric cost goes on alone; 0 (default): all levels, the lowest cost at
             full resolution wins. Measured (docs/RESULTS.md, "A cheaper refinement"): picking
             after 2 of 3 levels saves 23-29 % of the refinement's CPU for +0.002-0.003 ATE.
+        refine_probes: with ``"photometric"`` [choice, not in the paper]: the alignment also
+            probes 8 turns of the constant velocity (1/6 of the field of view each way, about the
+            camera's x and y axes) on its coarsest level, and the best probe becomes one more
+            start (`mem4d.model.pose_refinement.rotation_probes`), so that a turn the velocity
+            does not predict (the first frames of a fast pan) is caught. Measured with exact depth
+            on the fast loop scenes (`bench/bench_pose_refinement.py`, docs/RESULTS.md).
     """
 
     dpt_features: int = 256
@@ -411,6 +417,7 @@ class HeadsConfig(_Config):
     refine_select_after: int = 0
     motion_refine: bool = False
     motion_epipolar: bool = False
+    refine_probes: bool = False
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -428,7 +435,7 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar"):
+        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "refine_probes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

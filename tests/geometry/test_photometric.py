@@ -124,3 +124,50 @@ def test_gauss_newton_carries_a_kept_steps_system_exactly(scenes):
     torch.testing.assert_close(together[1], d)
     assert d.item() > 1e-6  # a step was refused (the damping rose from its floor)
     assert not torch.equal(a2b, start)  # the steps moved the pose
+
+
+def test_a_probe_near_the_motion_joins_the_starts_and_far_probes_change_nothing(scenes):
+    """Probes run the coarsest level only; the best of them goes on as one more start. A probe
+    within a few degrees of a 20-degree turn rescues an alignment whose own start is stuck far off,
+    and probes that are all far off leave the result of a good start exactly as without them."""
+    s = scenes["handheld"]
+    args = (s.images[0][None], s.depth[0][None], s.images[1][None], s.intrinsics[0][None])
+    still = (~s.dynamic_mask[0]).float()[None]
+    gt = cam_a2cam_b(s.cam2world[0], s.cam2world[1])
+
+    def turn(deg: float) -> torch.Tensor:
+        a = torch.deg2rad(torch.tensor(deg))
+        T = torch.eye(4)[None].clone()
+        T[0, :3, :3] = torch.tensor([[torch.cos(a), 0.0, torch.sin(a)], [0.0, 1.0, 0.0], [-torch.sin(a), 0.0, torch.cos(a)]])
+        return T
+
+    off = turn(20.0) @ gt[None]  # a start 20 degrees off the truth
+    stuck, _ = photometric_align(*args, init_a2b=off, weight_a=still)
+    assert _errors(stuck[0], gt)[0] > 1.0  # alone it stays wrong
+    probes = torch.stack([turn(d) @ off for d in (-40.0, -18.0, 15.0)])  # one lands 2 degrees from the truth
+    est, _ = photometric_align(*args, init_a2b=off, weight_a=still, probe_a2b=probes)
+    rot, trans = _errors(est[0], gt)
+    assert rot < 0.25 and trans < 0.01, (rot, trans)
+
+    good = torch.eye(4)[None]
+    alone, alone_cost = photometric_align(*args, init_a2b=good, weight_a=still)
+    far = torch.stack([turn(d) for d in (-45.0, 45.0)])
+    with_far, far_cost = photometric_align(*args, init_a2b=good, weight_a=still, probe_a2b=far)
+    torch.testing.assert_close(with_far, alone, atol=1e-6, rtol=0)
+    torch.testing.assert_close(far_cost, alone_cost, atol=1e-7, rtol=0)
+
+
+def test_probes_are_batched_per_pair(scenes):
+    """Two pairs aligned at once with probes give each pair's own result."""
+    pairs = [scenes["handheld"], scenes["rotation"]]
+    imgs_a = torch.stack([p.images[0] for p in pairs])
+    imgs_b = torch.stack([p.images[1] for p in pairs])
+    depth = torch.stack([p.depth[0] for p in pairs])
+    K = torch.stack([p.intrinsics[0] for p in pairs])
+    probes = torch.eye(4).repeat(3, 2, 1, 1)
+    probes[0, :, 0, 3], probes[1, :, 1, 3], probes[2, :, 2, 3] = 0.05, -0.05, 0.1
+    both, _ = photometric_align(imgs_a, depth, imgs_b, K, probe_a2b=probes)
+    for i in range(2):
+        one, _ = photometric_align(imgs_a[i:i + 1], depth[i:i + 1], imgs_b[i:i + 1], K[i:i + 1],
+                                   probe_a2b=probes[:, i:i + 1])
+        torch.testing.assert_close(both[i:i + 1], one, atol=1e-5, rtol=0)

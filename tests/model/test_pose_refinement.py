@@ -134,3 +134,63 @@ def test_the_start_selection_level_is_a_model_setting(monkeypatch):
         assert seen[-2:] == [expected, expected]
     with pytest.raises(ValueError, match="refine_select_after"):
         dataclasses.replace(Mem4DConfig.tiny().heads, refine_select_after=-1)
+
+
+def test_rotation_probes_turn_the_velocity_by_a_fraction_of_the_field_of_view():
+    """8 probes: the velocity turned left/right/up/down and diagonally by PROBE_FRACTION of the
+    field of view."""
+    from mem4d.model.pose_refinement import PROBE_FRACTION, rotation_probes
+
+    K = torch.tensor([[[64.0, 0, 64], [0, 64.0, 48], [0, 0, 1]]])  # fov_x 90 degrees, fov_y 2 atan(0.75)
+    velocity = torch.eye(4)[None].clone()
+    velocity[0, :3, 3] = torch.tensor([0.1, 0.0, 0.0])
+    probes = rotation_probes(velocity, K, (96, 128))
+    assert probes.shape == (8, 1, 4, 4)
+    turn = probes[:, 0] @ torch.linalg.inv(velocity[0])  # the turn applied on top of the velocity
+    angles = rotation_angle(turn[:, :3, :3]).rad2deg()
+    yaw, pitch = 90.0 * PROBE_FRACTION, float(torch.rad2deg(2 * torch.atan(torch.tensor(0.75)))) * PROBE_FRACTION
+    axes = sorted(round(float(a), 3) for a in angles)
+    assert axes[:2] == [round(pitch, 3)] * 2 and axes[2:4] == [round(yaw, 3)] * 2
+    assert all(abs(a - (yaw ** 2 + pitch ** 2) ** 0.5) < 0.5 for a in axes[4:])  # the diagonals
+    torch.testing.assert_close(turn[:, :3, 3], torch.zeros(8, 3), atol=1e-6, rtol=0)  # rotations only
+    assert probes.dtype == velocity.dtype
+
+
+def test_probes_rescue_a_first_frame_turn_that_every_start_misses():
+    """The 14-degree first-frame turn of the test above, with no network motion to start from: the
+    velocity and no-motion starts miss it, the rotation probes catch it; ``heads.refine_probes``
+    reaches the refinement."""
+    s = make_scene(2, 2, (96, 128), camera_path="rotation", dynamic=False, camera_speed=12.0, environment="room")
+    errors = []
+    for probes in (False, True):
+        state = StreamState(batch_size=1, image_size=(96, 128))
+        for t in range(2):
+            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
+            out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
+                                     probes=probes)
+        err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
+        errors.append(float(rotation_angle(err[:3, :3]).rad2deg()))
+    assert errors[1] < 0.5 < 5.0 < errors[0], errors
+
+
+def test_the_rotation_probes_are_a_model_setting(monkeypatch):
+    import pytest
+
+    import mem4d.model.mem4d as mem4d_module
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["probes"])
+        return refine_pose(*args, **kwargs)
+
+    monkeypatch.setattr(mem4d_module, "refine_pose", spy)
+    clip = make_clip(2, H=48, W=64, seed=2)
+    for flag in (False, True):
+        model = _model("photometric")
+        model.config.heads.refine_probes = flag
+        with torch.no_grad():
+            model(clip)
+        assert seen[-2:] == [flag, flag]
+    with pytest.raises(ValueError, match="refine_probes"):
+        dataclasses.replace(Mem4DConfig.tiny().heads, refine_probes=1)

@@ -134,6 +134,7 @@ def photometric_align(
     iters: tuple[int, ...] = (12, 8, 6),
     huber: float = 0.05,
     select_after: int | None = None,
+    probe_a2b: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Rigid motion a -> b that aligns image b to image a lifted by depth a.
 
@@ -152,6 +153,10 @@ def photometric_align(
             runs before the one with the lowest cost there goes on alone; None: every start runs
             the whole pyramid and the lowest cost at full resolution wins. The fine levels cost
             the most, so picking after the coarse ones makes S starts cost little more than one.
+        probe_a2b: (P, B, 4, 4) probing starts (e.g. the velocity turned by a few degrees each
+            way): they run the coarsest level only, beside the starts, and the probe with the
+            lowest cost there goes on as one more start. P probes cost about P coarsest levels
+            plus one start's finer levels.
 
     Returns:
         (a2b (B, 4, 4), final cost (B,) at full resolution).
@@ -167,21 +172,33 @@ def photometric_align(
     else:
         starts = init_a2b.to(dtype).reshape(-1, B, 4, 4).clone()  # (S, B, 4, 4)
     S = starts.shape[0]
+    probes = None if probe_a2b is None else probe_a2b.to(dtype).reshape(-1, B, 4, 4)
+    P = 0 if probes is None else probes.shape[0]
     pyr_a = _pyramid(_grey(image_a.float()), depth, weight, K, levels)
     pyr_b = [_grey(image_b.float())]
     for _ in range(len(pyr_a) - 1):
         pyr_b.append(F.avg_pool2d(pyr_b[-1], 2))
     select = len(pyr_a) if select_after is None else max(1, min(int(select_after), len(pyr_a)))
-    rep = lambda x: x.repeat(S, *([1] * (x.dim() - 1)))  # noqa: E731  start-major, as starts.reshape(S * B)
     a2b = starts.reshape(S * B, 4, 4)
-    damping = torch.full((S * B,), 1e-3, dtype=dtype, device=device)
+    if P:
+        a2b = torch.cat([a2b, probes.reshape(P * B, 4, 4)])
+    damping = torch.full((a2b.shape[0],), 1e-3, dtype=dtype, device=device)
     for n, index in enumerate(range(len(pyr_a) - 1, -1, -1)):
         level, grey_b = pyr_a[index], pyr_b[index]
-        if a2b.shape[0] != B:  # every start still runs: the level repeated for each
-            level, grey_b = tuple(rep(x) for x in level), rep(grey_b)
+        if a2b.shape[0] != B:  # every start still runs: the level repeated for each (start-major)
+            reps = a2b.shape[0] // B
+            level, grey_b = tuple(x.repeat(reps, *([1] * (x.dim() - 1))) for x in level), grey_b.repeat(reps, 1, 1, 1)
         pts_a = _pts(level)  # (B or S*B, 3, M)
         n_iter = iters[min(n, len(iters) - 1)]
         a2b, damping = _gauss_newton(level, grey_b, pts_a, a2b, damping, n_iter, huber)
+        if n == 0 and P:  # the probe with the lowest coarsest-level cost stays, as one more start
+            r, mask, _ = _residuals(level, grey_b, a2b, pts_a)
+            best = _cost(r, mask, huber)[S * B:].reshape(P, B).argmin(dim=0)
+            pick = torch.arange(B, device=device)
+            kept = a2b[S * B:].reshape(P, B, 4, 4)[best, pick]
+            a2b = torch.cat([a2b[:S * B], kept])
+            damping = torch.cat([damping[:S * B], damping[S * B:].reshape(P, B)[best, pick]])
+            S += 1
         if a2b.shape[0] != B and n + 1 == select:  # the lowest cost at this level goes on alone
             r, mask, _ = _residuals(level, grey_b, a2b, pts_a)
             best = _cost(r, mask, huber).reshape(S, B).argmin(dim=0)  # ties: the earlier start

@@ -32,31 +32,57 @@ from dataclasses import replace
 import torch
 
 from mem4d.geometry.photometric import photometric_align
-from mem4d.geometry.rotation import matrix_to_quat, se3_orthonormalize
+from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
 from mem4d.model.state import StreamState
 
-__all__ = ["refine_pose"]
+__all__ = ["refine_pose", "rotation_probes"]
 
 ITERS = (12, 8, 6)  # Gauss-Newton iterations per level, coarsest first; finer extra levels reuse the last
 SELECT_AFTER = None  # pyramid levels every start runs before the cheapest goes on alone (None: all of them)
+PROBE_FRACTION = 1 / 6  # probing turns: this fraction of the field of view, each way, about the x and y axes
+
+
+def rotation_probes(velocity: torch.Tensor, intrinsics: torch.Tensor, image_size: tuple[int, int],
+                    fraction: float | None = None) -> torch.Tensor:
+    """The 8 probing starts of the alignment: the constant-velocity motion (B, 4, 4) turned by
+    ``fraction`` of the field of view left, right, up, down and diagonally (yaw about the camera's
+    y axis, pitch about its x axis; intrinsics (B, 3, 3) give the fields of view of an image of
+    ``image_size`` (H, W)) -> (8, B, 4, 4). A turn the velocity does not predict (the first frames
+    of a pan, a sudden turn) lands within a fraction of a coarse pixel of one of them."""
+    H, W = image_size
+    fraction = PROBE_FRACTION if fraction is None else fraction
+    yaw = fraction * 2 * torch.atan(W / (2 * intrinsics[:, 0, 0]))  # (B,)
+    pitch = fraction * 2 * torch.atan(H / (2 * intrinsics[:, 1, 1]))
+    turns = []
+    for sy in (-1, 0, 1):
+        for sx in (-1, 0, 1):
+            if sx or sy:
+                v = torch.stack([sy * pitch, sx * yaw, torch.zeros_like(yaw)], -1)  # (B, 3)
+                T = torch.eye(4, dtype=velocity.dtype, device=velocity.device).repeat(velocity.shape[0], 1, 1)
+                T[:, :3, :3] = axis_angle_to_matrix(v).to(velocity.dtype)
+                turns.append(T @ velocity)
+    return torch.stack(turns)
 
 
 def _align(state: StreamState, frame: torch.Tensor, intrinsics: torch.Tensor, levels: int | None,
            iters: tuple[int, ...], two_starts: bool, start_a2b: torch.Tensor | None = None,
-           select_after: int | None = None) -> torch.Tensor:
+           select_after: int | None = None, probes: bool = False) -> torch.Tensor:
     """Frame t-1 -> t motion (B, 4, 4): the alignment started from the constant velocity, from no
-    motion (``two_starts``) and from ``start_a2b`` (when given), whichever ends with the lowest
-    photometric cost (after ``select_after`` pyramid levels; None: at full resolution)."""
+    motion (``two_starts``), from ``start_a2b`` (when given) and from the best of the
+    `rotation_probes` (``probes``), whichever ends with the lowest photometric cost (after
+    ``select_after`` pyramid levels; None: at full resolution)."""
     B = frame.shape[0]
     starts = [state.pose_velocity]
     if two_starts:
         starts.append(torch.eye(4, dtype=frame.dtype, device=frame.device).expand(B, 4, 4))
     if start_a2b is not None:
         starts.append(start_a2b)
+    probe = rotation_probes(state.pose_velocity, intrinsics, tuple(frame.shape[-2:])) if probes else None
     motion, _ = photometric_align(state.prev_image, state.prev_depth, frame, intrinsics, init_a2b=torch.stack(starts),
-                                  weight_a=state.prev_weight, levels=levels, iters=iters, select_after=select_after)
+                                  weight_a=state.prev_weight, levels=levels, iters=iters, select_after=select_after,
+                                  probe_a2b=probe)
     return motion
 
 
@@ -65,7 +91,7 @@ def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
     levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
     select_after: int | None = SELECT_AFTER,
-    start_a2b: torch.Tensor | None = None,
+    start_a2b: torch.Tensor | None = None, probes: bool = False,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
@@ -81,6 +107,8 @@ def refine_pose(
         start_a2b: (B, 4, 4) a further guess of the frame t-1 -> t motion to start from (the
             network's own motion with ``camera_pose == "procrustes"``), next to the constant
             velocity and no motion.
+        probes: also probe 8 turns of the velocity on the coarsest level (`rotation_probes`);
+            the best one becomes one more start.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).
@@ -94,7 +122,7 @@ def refine_pose(
     else:
         start = None if start_a2b is None else start_a2b.detach().float()
         motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts, start,
-                        select_after)
+                        select_after, probes)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
