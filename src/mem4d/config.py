@@ -395,6 +395,11 @@ class HeadsConfig(_Config):
             start (`mem4d.model.pose_refinement.rotation_probes`), so that a turn the velocity
             does not predict (the first frames of a fast pan) is caught. Measured with exact depth
             on the fast loop scenes (`bench/bench_pose_refinement.py`, docs/RESULTS.md).
+        refine_focal: with ``"photometric"`` [choice, not in the paper]: the focal length is
+            calibrated from the video's motion (`mem4d.model.focal_calibration`): each frame's
+            alignment is re-run at 7 focal scales of the network's focal length, their costs are
+            summed over the stream, and the output's intrinsics and ``pts_cam`` take the scale
+            of the lowest sum once the camera has turned enough to tell.
     """
 
     dpt_features: int = 256
@@ -418,6 +423,7 @@ class HeadsConfig(_Config):
     motion_refine: bool = False
     motion_epipolar: bool = False
     refine_probes: bool = False
+    refine_focal: bool = False
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -435,7 +441,8 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "refine_probes"):
+        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "refine_probes",
+                     "refine_focal"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

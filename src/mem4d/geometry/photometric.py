@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mem4d.geometry.rotation import axis_angle_to_matrix
 
-__all__ = ["COARSEST_SIDE", "photometric_align", "pyramid_levels"]
+__all__ = ["COARSEST_SIDE", "photometric_align", "photometric_residuals", "pyramid_levels"]
 
 _GREY = (0.299, 0.587, 0.114)
 COARSEST_SIDE = 32  # long side (pixels) the coarsest pyramid level shrinks to, at any image size
@@ -135,6 +135,7 @@ def photometric_align(
     huber: float = 0.05,
     select_after: int | None = None,
     probe_a2b: Tensor | None = None,
+    stop_level: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Rigid motion a -> b that aligns image b to image a lifted by depth a.
 
@@ -157,9 +158,11 @@ def photometric_align(
             way): they run the coarsest level only, beside the starts, and the probe with the
             lowest cost there goes on as one more start. P probes cost about P coarsest levels
             plus one start's finer levels.
+        stop_level: the finest level run (0: full resolution, 1: half, ...); the cost returned
+            is that level's.
 
     Returns:
-        (a2b (B, 4, 4), final cost (B,) at full resolution).
+        (a2b (B, 4, 4), final cost (B,) at level ``stop_level``).
     """
     B = image_a.shape[0]
     levels = pyramid_levels(image_a.shape[-2:]) if levels is None else levels
@@ -183,7 +186,9 @@ def photometric_align(
     if P:
         a2b = torch.cat([a2b, probes.reshape(P * B, 4, 4)])
     damping = torch.full((a2b.shape[0],), 1e-3, dtype=dtype, device=device)
-    for n, index in enumerate(range(len(pyr_a) - 1, -1, -1)):
+    stop_level = max(0, min(int(stop_level), len(pyr_a) - 1))
+    select = min(select, len(pyr_a) - stop_level)  # several starts end as one by the last level run
+    for n, index in enumerate(range(len(pyr_a) - 1, stop_level - 1, -1)):
         level, grey_b = pyr_a[index], pyr_b[index]
         if a2b.shape[0] != B:  # every start still runs: the level repeated for each (start-major)
             reps = a2b.shape[0] // B
@@ -204,8 +209,26 @@ def photometric_align(
             best = _cost(r, mask, huber).reshape(S, B).argmin(dim=0)  # ties: the earlier start
             pick = torch.arange(B, device=device)
             a2b, damping = a2b.reshape(S, B, 4, 4)[best, pick], damping.reshape(S, B)[best, pick]
-    r, mask, _ = _residuals(pyr_a[0], pyr_b[0], a2b, _pts(pyr_a[0]))  # the loop ends on the finest level
+    last = pyr_a[stop_level]
+    r, mask, _ = _residuals(last, pyr_b[stop_level], a2b, _pts(last))  # the loop ends on this level
     return a2b, _cost(r, mask, huber)
+
+
+def photometric_residuals(image_a: Tensor, depth_a: Tensor, image_b: Tensor, intrinsics: Tensor, a2b: Tensor,
+                          weight_a: Tensor | None = None, level: int = 0, huber: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Per-pixel Huber costs of frame a's pixels under the motion ``a2b`` (B, 4, 4) at pyramid
+    ``level`` (0: full resolution), (B, M), and where they count (B, M) (depth, weight > 0 and
+    inside image b): `photometric_align`'s cost is their mean over the valid pixels. Inputs as for
+    `photometric_align`."""
+    depth = torch.nan_to_num(depth_a.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    weight = torch.ones_like(depth) if weight_a is None else weight_a.float().clamp(0, 1)
+    pyr_a = _pyramid(_grey(image_a.float()), depth, weight, intrinsics.float(), level + 1)
+    grey_b = _grey(image_b.float())
+    for _ in range(len(pyr_a) - 1):
+        grey_b = F.avg_pool2d(grey_b, 2)
+    r, mask, _ = _residuals(pyr_a[-1], grey_b, a2b.float(), _pts(pyr_a[-1]))
+    a = r.abs()
+    return torch.where(a <= huber, 0.5 * r * r, huber * (a - 0.5 * huber)), mask
 
 
 def _normal_equations(level: tuple, image_b: Tensor, a2b: Tensor, pts_a: Tensor, huber: float):

@@ -180,7 +180,7 @@ class Mem4D(nn.Module):
                 start = se3_inverse(out.cam2world.detach().float()) @ state.cam2world.float()
             out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start,
                                          select_after=cfg.heads.refine_select_after or None,
-                                         probes=cfg.heads.refine_probes)
+                                         probes=cfg.heads.refine_probes, focal=cfg.heads.refine_focal)
         return out, new_state
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,

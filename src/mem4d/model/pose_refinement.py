@@ -32,6 +32,7 @@ from dataclasses import replace
 import torch
 
 from mem4d.geometry.photometric import photometric_align
+from mem4d.model.focal_calibration import focal_costs, focal_scale, fov_x, scale_intrinsics
 from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
@@ -91,7 +92,7 @@ def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
     levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
     select_after: int | None = SELECT_AFTER,
-    start_a2b: torch.Tensor | None = None, probes: bool = False,
+    start_a2b: torch.Tensor | None = None, probes: bool = False, focal: bool = False,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
@@ -109,24 +110,39 @@ def refine_pose(
             velocity and no motion.
         probes: also probe 8 turns of the velocity on the coarsest level (`rotation_probes`);
             the best one becomes one more start.
+        focal: calibrate the focal length from the motion (`mem4d.model.focal_calibration`):
+            the alignment uses the focal scale found so far, and the output's intrinsics, fov_x
+            and pts_cam (x and y divided by the scale) take the scale found with this frame.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
-        (frame 0 keeps its identity pose), the new state carrying this frame for the next alignment).
+        (frame 0 keeps its identity pose), and with ``focal`` its intrinsics / fov_x / pts_cam;
+        the new state carrying this frame for the next alignment).
     """
     B = frame.shape[0]
     depth = out.depth.detach().float()
     weight = torch.ones_like(depth) if out.dynamic_prob is None else 1 - out.dynamic_prob.detach().float()
     eye = torch.eye(4, dtype=torch.float32, device=frame.device).expand(B, 4, 4)
+    K_net = out.intrinsics.detach().float()
+    summed = state.focal_costs if focal else None
     if state.frame_index == 0:
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
         start = None if start_a2b is None else start_a2b.detach().float()
-        motion = _align(state, frame.float(), out.intrinsics.detach().float(), levels, iters, two_starts, start,
-                        select_after, probes)
+        K = K_net if summed is None else scale_intrinsics(K_net, focal_scale(summed))
+        motion = _align(state, frame.float(), K, levels, iters, two_starts, start, select_after, probes)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
+        if focal:
+            costs = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
+            summed = costs if summed is None else summed + costs
+    if summed is not None:
+        scale = focal_scale(summed)
+        K = scale_intrinsics(K_net, scale).to(out.intrinsics.dtype)
+        shrink = torch.stack([1 / scale, 1 / scale, torch.ones_like(scale)], -1).to(out.pts_cam.dtype)
+        out = replace(out, intrinsics=K, fov_x=fov_x(K, frame.shape[-1]).to(out.fov_x.dtype),
+                      pts_cam=out.pts_cam * shrink[:, None, None])
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
                   translation=cam2world[:, :3, 3], pts_world=pts_world, conf_world=out.conf_cam)
     new_state = replace(new_state, cam2world=cam2world, prev_image=frame.detach().float(), prev_depth=depth,
-                        prev_weight=weight, pose_velocity=motion.contiguous())
+                        prev_weight=weight, pose_velocity=motion.contiguous(), focal_costs=summed)
     return out, new_state
