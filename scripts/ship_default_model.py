@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-select-after", type=int, default=None,
                         help="heads.refine_select_after to record: pyramid levels every start of the refinement runs "
                              "before the cheapest goes on alone (0: all levels; default: the checkpoint's)")
+    parser.add_argument("--refine-probes", action="store_true",
+                        help="record heads.refine_probes: true (the refinement probes 8 turns of the velocity)")
+    parser.add_argument("--refine-focal", action="store_true",
+                        help="record heads.refine_focal: true (the focal length calibrated from the motion)")
     parser.add_argument("--blend-with", type=Path, default=None,
                         help="checkpoint folder (or 'default') to interpolate --ckpt with, e.g. the model a run "
                              "started from")
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         model.config = dataclasses.replace(model.config, heads=heads)
+    for flag, field in ((args.refine_probes, "refine_probes"), (args.refine_focal, "refine_focal")):
+        if flag:
+            heads = dataclasses.replace(model.config.heads, **{field: True})
+            model.config = dataclasses.replace(model.config, heads=heads)
     H, W = model.config.image_size
     about = json.loads(args.about.read_text()) if args.about else None
 
