@@ -105,3 +105,11 @@ def test_the_calibration_is_a_model_setting_causal_and_resumable(tmp_path):
     torch.testing.assert_close(prefix.intrinsics, seq.intrinsics[:, :3])  # later frames change nothing before
     with pytest.raises(ValueError, match="refine_focal"):
         dataclasses.replace(Mem4DConfig.tiny().heads, refine_focal="yes")
+
+
+def test_every_frame_calibrates_at_first_then_every_stride_th():
+    from mem4d.model.focal_calibration import DENSE_FRAMES, STRIDE, calibrates
+
+    used = [t for t in range(0, DENSE_FRAMES + 4 * STRIDE + 1) if calibrates(t)]
+    assert used[:DENSE_FRAMES] == list(range(1, DENSE_FRAMES + 1))  # frame 0 has no pair
+    assert all(t % STRIDE == 0 for t in used[DENSE_FRAMES:]) and len(used[DENSE_FRAMES:]) == 4
