@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from mem4d.eval.benchmarks import get_benchmark
 from mem4d.eval.score import read_manifest, read_prediction
 
-THRESHOLDS = (0.3, 0.5, 0.7)
+THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9)
 
 
 def _counts(pred: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> np.ndarray:

@@ -113,3 +113,16 @@ def test_every_frame_calibrates_at_first_then_every_stride_th():
     used = [t for t in range(0, DENSE_FRAMES + 4 * STRIDE + 1) if calibrates(t)]
     assert used[:DENSE_FRAMES] == list(range(1, DENSE_FRAMES + 1))  # frame 0 has no pair
     assert all(t % STRIDE == 0 for t in used[DENSE_FRAMES:]) and len(used[DENSE_FRAMES:]) == 4
+
+
+def test_a_camera_that_only_translates_keeps_the_networks_focal():
+    """Frames that turn less than MIN_TURN_DEG add no evidence: a forward walk keeps the network's
+    focal length even when it is wrong (a wrong focal could be traded for a wrong depth there)."""
+    from mem4d.model.focal_calibration import MIN_TURN_DEG, informative
+
+    s = make_scene(4, 5, (96, 128), camera_path="forward", dynamic=False, camera_speed=2.0, environment="room")
+    rel = torch.linalg.inv(s.cam2world[1:]) @ s.cam2world[:-1]
+    assert float(rotation_angle(rel[:, :3, :3]).rad2deg().max()) < MIN_TURN_DEG  # the premise: it barely turns
+    assert not informative(rel).any()
+    for t, out in enumerate(_stream(s, 1.3)):
+        assert float(out.intrinsics[0, 0, 0]) == pytest.approx(1.3 * float(s.intrinsics[t, 0, 0]), rel=1e-6)

@@ -32,7 +32,8 @@ from dataclasses import replace
 import torch
 
 from mem4d.geometry.photometric import photometric_align
-from mem4d.model.focal_calibration import calibrates, focal_costs, focal_scale, fov_x, scale_intrinsics
+from mem4d.model.focal_calibration import (FOCAL_SCALES, calibrates, focal_costs, focal_scale, fov_x, informative,
+                                          scale_intrinsics)
 from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
@@ -131,9 +132,13 @@ def refine_pose(
         K = K_net if summed is None else scale_intrinsics(K_net, focal_scale(summed))
         motion = _align(state, frame.float(), K, levels, iters, two_starts, start, select_after, probes)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
-        if focal and calibrates(state.frame_index):
-            costs = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
-            summed = costs if summed is None else summed + costs
+        if focal:
+            turned = informative(motion) if calibrates(state.frame_index) else torch.zeros(B, dtype=torch.bool, device=frame.device)
+            costs = torch.zeros(B, len(FOCAL_SCALES), device=frame.device) if summed is None else summed
+            if bool(turned.any()):
+                new = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
+                costs = costs + new * turned[:, None].to(new.dtype)
+            summed = costs
     if summed is not None:
         scale = focal_scale(summed)
         K = scale_intrinsics(K_net, scale).to(out.intrinsics.dtype)
