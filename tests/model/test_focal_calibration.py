@@ -13,7 +13,7 @@ from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
 from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.geometry.rotation import rotation_angle
-from mem4d.model.focal_calibration import FOCAL_SCALES, MIN_CONTRAST, focal_scale, scale_intrinsics
+from mem4d.model.focal_calibration import FOCAL_SCALES, MIN_CONTRAST, focal_scale, zoom_focal
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.outputs import FrameOutput
 from mem4d.model.pose_refinement import refine_pose
@@ -33,7 +33,7 @@ def _output(depth: torch.Tensor, K: torch.Tensor) -> FrameOutput:
 def _stream(scene, focal_factor: float, focal: bool = True) -> list[FrameOutput]:
     state, outs = StreamState(batch_size=1, image_size=tuple(scene.images.shape[-2:])), []
     for t in range(scene.num_frames):
-        K = scale_intrinsics(scene.intrinsics[t][None], torch.tensor([focal_factor]))
+        K = zoom_focal(scene.intrinsics[t][None], torch.tensor([focal_factor]))
         out = _output((scene.depth[t] * scene.valid[t])[None], K)
         out, state = refine_pose(scene.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
                                  focal=focal, probes=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from conftest import make_clip
 
@@ -112,28 +113,31 @@ def test_a_good_extra_start_rescues_a_turn_the_velocity_and_no_motion_miss():
     assert errors[1] < 0.5 < 5.0 < errors[0], errors
 
 
-def test_the_start_selection_level_is_a_model_setting(monkeypatch):
-    """``heads.refine_select_after`` reaches the alignment (0: every start runs every level)."""
-    import pytest
-
+@pytest.mark.parametrize("field, kwarg, settings", [
+    ("refine_select_after", "select_after", ((0, None), (2, 2))),  # 0: every start runs every level
+    ("refine_probes", "probes", ((False, False), (True, True))),
+])
+def test_the_refinement_settings_are_model_settings(monkeypatch, field, kwarg, settings):
+    """``heads.refine_select_after`` and ``heads.refine_probes`` reach the alignment."""
     import mem4d.model.mem4d as mem4d_module
 
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["select_after"])
+        seen.append(kwargs[kwarg])
         return refine_pose(*args, **kwargs)
 
     monkeypatch.setattr(mem4d_module, "refine_pose", spy)
     clip = make_clip(2, H=48, W=64, seed=2)
-    for level, expected in ((0, None), (2, 2)):
+    for value, expected in settings:
         model = _model("photometric")
-        model.config.heads.refine_select_after = level
+        setattr(model.config.heads, field, value)
         with torch.no_grad():
             model(clip)
         assert seen[-2:] == [expected, expected]
-    with pytest.raises(ValueError, match="refine_select_after"):
-        dataclasses.replace(Mem4DConfig.tiny().heads, refine_select_after=-1)
+    bad = -1 if field == "refine_select_after" else 1
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(Mem4DConfig.tiny().heads, **{field: bad})
 
 
 def test_rotation_probes_turn_the_velocity_by_a_fraction_of_the_field_of_view():
@@ -171,26 +175,3 @@ def test_probes_rescue_a_first_frame_turn_that_every_start_misses():
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
         errors.append(float(rotation_angle(err[:3, :3]).rad2deg()))
     assert errors[1] < 0.5 < 5.0 < errors[0], errors
-
-
-def test_the_rotation_probes_are_a_model_setting(monkeypatch):
-    import pytest
-
-    import mem4d.model.mem4d as mem4d_module
-
-    seen = []
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["probes"])
-        return refine_pose(*args, **kwargs)
-
-    monkeypatch.setattr(mem4d_module, "refine_pose", spy)
-    clip = make_clip(2, H=48, W=64, seed=2)
-    for flag in (False, True):
-        model = _model("photometric")
-        model.config.heads.refine_probes = flag
-        with torch.no_grad():
-            model(clip)
-        assert seen[-2:] == [flag, flag]
-    with pytest.raises(ValueError, match="refine_probes"):
-        dataclasses.replace(Mem4DConfig.tiny().heads, refine_probes=1)

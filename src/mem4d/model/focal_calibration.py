@@ -11,16 +11,16 @@ How: the image motion of a rotation depends on the focal length (far from the im
 more than near it), so the photometric cost of aligning frame t-1 to frame t tells the focal
 length apart once the camera turns. After the refinement has chosen frame t's motion, the
 alignment is re-run from it at each of `FOCAL_SCALES` times the network's focal length (all
-hypotheses in one batch, on the pyramid down to half resolution), and each hypothesis' cost at
-full resolution
-is added to a running sum in the stream state, for the frames that turn by at least
-`MIN_TURN_DEG` (a turn is what tells focal lengths apart; under translation alone a wrong
-focal length can be traded for a wrong depth: on the real 7-Scenes frames, turning 0.2-1.2
-degrees a frame, an ungated calibration wandered to 0.66 of the true focal and back) (each hypothesis' mean over the pixels that every
-hypothesis keeps in view, so that no focal length wins by pushing pixels out of the image). The focal scale is the minimum of that sum
-(parabolic interpolation in log scale between the grid points). While the camera has not
-turned, the sums stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs
-raised by a noise floor) and the network's own focal length is kept.
+hypotheses in one batch, on the pyramid down to half resolution). Each hypothesis' cost at full
+resolution, its mean over the pixels that every hypothesis keeps in view (so that no focal
+length wins by pushing pixels out of the image), is added to a running sum in the stream state.
+Only frames that turn by at least `MIN_TURN_DEG` add costs: a turn is what tells focal lengths
+apart, while under translation alone a wrong focal length can be traded for a wrong depth (on
+the real 7-Scenes frames, turning 0.2-1.2 degrees a frame, an ungated calibration wandered to
+0.66 of the true focal and back). The focal scale is the minimum of the sum (parabolic
+interpolation in log scale between the grid points). While the camera has not turned, the sums
+stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs raised by a noise
+floor) and the network's own focal length is kept.
 
 Cost: 7 hypotheses x (4 + 2 Gauss-Newton steps on the two coarsest levels + one full-resolution
 residual), about 12 ms a frame at 96x128 on one core, on every frame up to `DENSE_FRAMES`
@@ -37,7 +37,8 @@ from torch import Tensor
 
 from mem4d.geometry.photometric import photometric_align, photometric_residuals
 
-__all__ = ["FOCAL_SCALES", "COST_FLOOR", "MIN_CONTRAST", "calibrates", "focal_costs", "informative", "focal_scale", "fov_x", "scale_intrinsics"]
+__all__ = ["COST_FLOOR", "FOCAL_SCALES", "MIN_CONTRAST", "calibrates", "focal_costs", "focal_scale", "informative",
+           "zoom_focal"]
 
 FOCAL_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)  # hypotheses, times the network's focal length
 MIN_CONTRAST = 0.01  # the summed costs' spread (max - min) / mean under which the network's focal is kept
@@ -109,14 +110,10 @@ def focal_scale(summed: Tensor) -> Tensor:
     return torch.where(flat, torch.ones_like(log_scale), torch.exp(log_scale))
 
 
-def scale_intrinsics(intrinsics: Tensor, scale: Tensor) -> Tensor:
-    """(B, 3, 3) intrinsics with both focal lengths times ``scale`` (B,)."""
+def zoom_focal(intrinsics: Tensor, scale: Tensor) -> Tensor:
+    """(B, 3, 3) intrinsics with both focal lengths times ``scale`` (B,), the principal point kept
+    (a zoom; `mem4d.geometry.camera.scale_intrinsics` is the different map of a resized image)."""
     K = intrinsics.clone()
     K[:, 0, 0] = K[:, 0, 0] * scale.to(K.dtype)
     K[:, 1, 1] = K[:, 1, 1] * scale.to(K.dtype)
     return K
-
-
-def fov_x(intrinsics: Tensor, width: int) -> Tensor:
-    """Horizontal field of view (B,) in radians of an image ``width`` pixels wide."""
-    return 2 * torch.atan(width / (2 * intrinsics[:, 0, 0]))

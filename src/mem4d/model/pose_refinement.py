@@ -31,9 +31,9 @@ from dataclasses import replace
 
 import torch
 
+from mem4d.geometry.camera import focal_to_fov, intrinsics_to_fov
 from mem4d.geometry.photometric import photometric_align
-from mem4d.model.focal_calibration import (FOCAL_SCALES, calibrates, focal_costs, focal_scale, fov_x, informative,
-                                          scale_intrinsics)
+from mem4d.model.focal_calibration import FOCAL_SCALES, calibrates, focal_costs, focal_scale, informative, zoom_focal
 from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
@@ -55,8 +55,8 @@ def rotation_probes(velocity: torch.Tensor, intrinsics: torch.Tensor, image_size
     of a pan, a sudden turn) lands within a fraction of a coarse pixel of one of them."""
     H, W = image_size
     fraction = PROBE_FRACTION if fraction is None else fraction
-    yaw = fraction * 2 * torch.atan(W / (2 * intrinsics[:, 0, 0]))  # (B,)
-    pitch = fraction * 2 * torch.atan(H / (2 * intrinsics[:, 1, 1]))
+    fov_x, fov_y = intrinsics_to_fov(intrinsics, H, W)  # (B,) each
+    yaw, pitch = fraction * fov_x, fraction * fov_y
     turns = []
     for sy in (-1, 0, 1):
         for sx in (-1, 0, 1):
@@ -129,21 +129,20 @@ def refine_pose(
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
         start = None if start_a2b is None else start_a2b.detach().float()
-        K = K_net if summed is None else scale_intrinsics(K_net, focal_scale(summed))
+        K = K_net if summed is None else zoom_focal(K_net, focal_scale(summed))
         motion = _align(state, frame.float(), K, levels, iters, two_starts, start, select_after, probes)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
         if focal:
-            turned = informative(motion) if calibrates(state.frame_index) else torch.zeros(B, dtype=torch.bool, device=frame.device)
-            costs = torch.zeros(B, len(FOCAL_SCALES), device=frame.device) if summed is None else summed
+            summed = torch.zeros(B, len(FOCAL_SCALES), device=frame.device) if summed is None else summed
+            turned = informative(motion) & calibrates(state.frame_index)
             if bool(turned.any()):
-                new = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
-                costs = costs + new * turned[:, None].to(new.dtype)
-            summed = costs
+                costs = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
+                summed = summed + costs * turned[:, None].to(costs.dtype)
     if summed is not None:
         scale = focal_scale(summed)
-        K = scale_intrinsics(K_net, scale).to(out.intrinsics.dtype)
+        K = zoom_focal(K_net, scale).to(out.intrinsics.dtype)
         shrink = torch.stack([1 / scale, 1 / scale, torch.ones_like(scale)], -1).to(out.pts_cam.dtype)
-        out = replace(out, intrinsics=K, fov_x=fov_x(K, frame.shape[-1]).to(out.fov_x.dtype),
+        out = replace(out, intrinsics=K, fov_x=focal_to_fov(K[:, 0, 0], frame.shape[-1]).to(out.fov_x.dtype),
                       pts_cam=out.pts_cam * shrink[:, None, None])
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
