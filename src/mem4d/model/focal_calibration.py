@@ -2,15 +2,17 @@
 
 Why: the camera head guesses the focal length from single frames, and on synthetic scenes that
 guess is off by 20-80 % (pred/true focal 0.76-1.80 per `synthetic-dynamic` / `-realistic`
-sequence, docs/RESULTS.md). A wrong focal length turns every rotation into the wrong angle
+sequence, docs/RESULTS.md) and jitters by a few per cent from frame to frame. A wrong focal length turns every rotation into the wrong angle
 (a 10-degree turn seen through a focal length 33 % too long reads as about 8.5 degrees), so
 the refined trajectory drifts on fast turns: on a loop scene whose focal the network has 33 %
 too long, the mean rotation error per frame is 1.57 degrees, and 0.34 with the true focal.
 
-How: the image motion of a rotation depends on the focal length (far from the image centre
-more than near it), so the photometric cost of aligning frame t-1 to frame t tells the focal
-length apart once the camera turns. After the refinement has chosen frame t's motion, the
-alignment is re-run from it at each of `FOCAL_SCALES` times the network's focal length (all
+How: a video has one camera, so the network's guesses are first averaged over the frames so far
+(`running_intrinsics`; the state carries their sum). The image motion of a rotation depends on
+the focal length (far from the image centre more than near it), so the photometric cost of
+aligning frame t-1 to frame t tells the focal length apart once the camera turns. After the
+refinement has chosen frame t's motion, the alignment is re-run from it at each of
+`FOCAL_SCALES` times that averaged focal length (all
 hypotheses in one batch, on the pyramid down to half resolution). Each hypothesis' cost at full
 resolution, its mean over the pixels that every hypothesis keeps in view (so that no focal
 length wins by pushing pixels out of the image), is added to a running sum in the stream state.
@@ -22,7 +24,7 @@ interpolation in log scale between the grid points). While the camera has not tu
 stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs raised by a noise
 floor) and the network's own focal length is kept.
 
-Cost: 7 hypotheses x (4 + 2 Gauss-Newton steps on the two coarsest levels + one full-resolution
+Cost: 9 hypotheses x (4 + 2 Gauss-Newton steps on the two coarsest levels + one full-resolution
 residual), about 12 ms a frame at 96x128 on one core, on every frame up to `DENSE_FRAMES`
 and every `STRIDE`-th after.
 
@@ -38,9 +40,10 @@ from torch import Tensor
 from mem4d.geometry.photometric import photometric_align, photometric_residuals
 
 __all__ = ["COST_FLOOR", "FOCAL_SCALES", "MIN_CONTRAST", "calibrates", "focal_costs", "focal_scale", "informative",
-           "zoom_focal"]
+           "running_intrinsics", "zoom_focal"]
 
-FOCAL_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)  # hypotheses, times the network's focal length
+FOCAL_SCALES = tuple(2.0 ** (k / 4) for k in range(-4, 5))  # hypotheses, times the network's focal length:
+# 0.5 ... 2.0, evenly spaced in log scale (a ratio of 1.19), wide enough for the network's 0.56-1.80x errors
 MIN_CONTRAST = 0.01  # the summed costs' spread (max - min) / mean under which the network's focal is kept
 COST_FLOOR = 1e-4  # added to every frame's costs: the Huber cost of a 1.4 % grey-level residual (sensor noise),
 # so that the tiny differences of near-perfect pairs (a still camera) do not count as contrast
@@ -59,6 +62,15 @@ def calibrates(frame_index: int) -> bool:
     return 1 <= frame_index <= DENSE_FRAMES or (frame_index > 0 and frame_index % STRIDE == 0)
 
 
+def running_intrinsics(intrinsics: Tensor, summed: Tensor | None, frame_index: int) -> tuple[Tensor, Tensor]:
+    """The video's one camera so far: the mean of the network's intrinsics (B, 3, 3) over frames
+    0..``frame_index`` (``summed``: their sum over the earlier frames, None at frame 0) ->
+    (the mean (B, 3, 3), the new sum). A single frame's guess jitters; the video's focal length
+    does not (no zoom)."""
+    summed = intrinsics if summed is None else summed + intrinsics
+    return summed / (frame_index + 1), summed
+
+
 def informative(a2b: Tensor) -> Tensor:
     """(B,) whether each motion (B, 4, 4) turns by at least `MIN_TURN_DEG`."""
     cos = ((a2b[:, 0, 0] + a2b[:, 1, 1] + a2b[:, 2, 2] - 1) / 2).clamp(-1, 1)
@@ -73,7 +85,8 @@ def focal_costs(prev_image: Tensor, prev_depth: Tensor, prev_weight: Tensor, fra
     Args:
         prev_image, frame: (B, 3, H, W) frames t-1 and t.
         prev_depth, prev_weight: (B, H, W) frame t-1's depth and per-pixel weight.
-        intrinsics: (B, 3, 3) the network's intrinsics (the hypotheses scale its focal lengths).
+        intrinsics: (B, 3, 3) the video's intrinsics so far (`running_intrinsics`; the hypotheses
+            scale its focal lengths).
         a2b: (B, 4, 4) the chosen motion t-1 -> t, each hypothesis' start.
     """
     B, S = frame.shape[0], len(FOCAL_SCALES)

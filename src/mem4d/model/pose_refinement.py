@@ -33,7 +33,8 @@ import torch
 
 from mem4d.geometry.camera import focal_to_fov, intrinsics_to_fov
 from mem4d.geometry.photometric import photometric_align
-from mem4d.model.focal_calibration import FOCAL_SCALES, calibrates, focal_costs, focal_scale, informative, zoom_focal
+from mem4d.model.focal_calibration import (FOCAL_SCALES, calibrates, focal_costs, focal_scale, informative,
+                                           running_intrinsics, zoom_focal)
 from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
@@ -112,8 +113,9 @@ def refine_pose(
         probes: also probe 8 turns of the velocity on the coarsest level (`rotation_probes`);
             the best one becomes one more start.
         focal: calibrate the focal length from the motion (`mem4d.model.focal_calibration`):
-            the alignment uses the focal scale found so far, and the output's intrinsics, fov_x
-            and pts_cam (x and y divided by the scale) take the scale found with this frame.
+            the network's intrinsics are averaged over the frames so far, the alignment uses
+            that mean zoomed by the focal scale found so far, and the output's intrinsics, fov_x
+            and pts_cam (x and y moved onto the new rays) take the scale found with this frame.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
         (frame 0 keeps its identity pose), and with ``focal`` its intrinsics / fov_x / pts_cam;
@@ -124,7 +126,11 @@ def refine_pose(
     weight = torch.ones_like(depth) if out.dynamic_prob is None else 1 - out.dynamic_prob.detach().float()
     eye = torch.eye(4, dtype=torch.float32, device=frame.device).expand(B, 4, 4)
     K_net = out.intrinsics.detach().float()
-    summed = state.focal_costs if focal else None
+    intrinsics_sum = summed = None
+    if focal:  # the video's one camera: the network's intrinsics averaged so far, zoomed by the calibration
+        K_net, intrinsics_sum = running_intrinsics(K_net, state.intrinsics_sum, state.frame_index)
+        summed = torch.zeros(B, len(FOCAL_SCALES), device=frame.device) if state.focal_costs is None \
+            else state.focal_costs
     if state.frame_index == 0:
         cam2world, motion = out.cam2world.detach().float(), eye
     else:
@@ -132,21 +138,22 @@ def refine_pose(
         K = K_net if summed is None else zoom_focal(K_net, focal_scale(summed))
         motion = _align(state, frame.float(), K, levels, iters, two_starts, start, select_after, probes)
         cam2world = se3_orthonormalize(state.cam2world @ se3_inverse(motion))
-        if focal:
-            summed = torch.zeros(B, len(FOCAL_SCALES), device=frame.device) if summed is None else summed
+        if summed is not None:
             turned = informative(motion) & calibrates(state.frame_index)
             if bool(turned.any()):
                 costs = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
                 summed = summed + costs * turned[:, None].to(costs.dtype)
     if summed is not None:
-        scale = focal_scale(summed)
-        K = zoom_focal(K_net, scale).to(out.intrinsics.dtype)
-        shrink = torch.stack([1 / scale, 1 / scale, torch.ones_like(scale)], -1).to(out.pts_cam.dtype)
-        out = replace(out, intrinsics=K, fov_x=focal_to_fov(K[:, 0, 0], frame.shape[-1]).to(out.fov_x.dtype),
-                      pts_cam=out.pts_cam * shrink[:, None, None])
+        K = zoom_focal(K_net, focal_scale(summed))
+        own = out.intrinsics.float()  # the points lie on the network's own rays: move them onto K's
+        shrink = torch.stack([own[:, 0, 0] / K[:, 0, 0], own[:, 1, 1] / K[:, 1, 1], torch.ones_like(K[:, 0, 0])], -1)
+        out = replace(out, intrinsics=K.to(out.intrinsics.dtype),
+                      fov_x=focal_to_fov(K[:, 0, 0], frame.shape[-1]).to(out.fov_x.dtype),
+                      pts_cam=out.pts_cam * shrink[:, None, None].to(out.pts_cam.dtype))
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
                   translation=cam2world[:, :3, 3], pts_world=pts_world, conf_world=out.conf_cam)
     new_state = replace(new_state, cam2world=cam2world, prev_image=frame.detach().float(), prev_depth=depth,
-                        prev_weight=weight, pose_velocity=motion.contiguous(), focal_costs=summed)
+                        prev_weight=weight, pose_velocity=motion.contiguous(), focal_costs=summed,
+                        intrinsics_sum=intrinsics_sum)
     return out, new_state

@@ -26,7 +26,9 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
   matching features and self-view pointmap, what ``heads.camera_pose == "procrustes"``
   matches the next frame against; None otherwise.
 - ``focal_costs`` (B, S): with ``heads.refine_focal``, the photometric cost of each focal
-  hypothesis summed over the frames so far (`mem4d.model.focal_calibration`); None otherwise.
+  hypothesis summed over the frames so far (`mem4d.model.focal_calibration`), and
+  ``intrinsics_sum`` (B, 3, 3), the network's intrinsics summed over them (their mean is the
+  video's camera); None otherwise.
 
 Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
 queue and the feature window are full, and only the number of partial compressed groups
@@ -51,7 +53,7 @@ __all__ = ["StreamState", "validate_frame"]
 
 _FORMAT = "mem4d.StreamState/1"
 _POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity", "prev_match_feats",
-                "prev_pts_cam", "focal_costs")
+                "prev_pts_cam", "focal_costs", "intrinsics_sum")
 
 
 @dataclass
@@ -76,6 +78,7 @@ class StreamState:
     prev_match_feats: Tensor | None = None
     prev_pts_cam: Tensor | None = None
     focal_costs: Tensor | None = None
+    intrinsics_sum: Tensor | None = None
 
     # ----- tensor plumbing -----
     def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:
