@@ -19,7 +19,10 @@ length wins by pushing pixels out of the image), is added to a running sum in th
 Only frames that turn by at least `MIN_TURN_DEG` add costs: a turn is what tells focal lengths
 apart, while under translation alone a wrong focal length can be traded for a wrong depth (on
 the real 7-Scenes frames, turning 0.2-1.2 degrees a frame, an ungated calibration wandered to
-0.66 of the true focal and back). The focal scale is the minimum of the sum (parabolic
+0.66 of the true focal and back). A turn of 2-2.5 degrees is still too weak: at 96x128 the
+focal-dependent part of its image motion is a fraction of a pixel, below the error of the
+network's depth, and on 5 of 48 synthetic handheld / orbit sequences one to five such frames
+set the focal length 14-104 % off (docs/RESULTS.md, "Fast turns"). The focal scale is the minimum of the sum (parabolic
 interpolation in log scale between the grid points). While the camera has not turned, the sums
 stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs raised by a noise
 floor) and the network's own focal length is kept.
@@ -48,7 +51,7 @@ MIN_CONTRAST = 0.01  # the summed costs' spread (max - min) / mean under which t
 COST_FLOOR = 1e-4  # added to every frame's costs: the Huber cost of a 1.4 % grey-level residual (sensor noise),
 # so that the tiny differences of near-perfect pairs (a still camera) do not count as contrast
 ITERS = (4, 2)  # Gauss-Newton iterations per level of each hypothesis' re-alignment, coarsest first
-MIN_TURN_DEG = 2.0  # frames whose chosen motion turns less add no costs: a turn tells focal lengths apart,
+MIN_TURN_DEG = 3.0  # frames whose chosen motion turns less add no costs: a turn tells focal lengths apart,
 # while under translation a wrong focal length can be traded for a wrong depth
 DENSE_FRAMES = 16  # frames 1..DENSE_FRAMES all add their costs; after them every STRIDE-th frame does
 STRIDE = 4
