@@ -148,3 +148,41 @@ def test_interleaved_speed_times_every_model_alike():
         assert row["cpu_ms"] > 0 and row["wall_ms"] > 0
     with pytest.raises(ValueError, match="must exceed"):
         interleaved_speed(models, (32, 32), frames=13)
+
+
+class _BarrierTrainer(FakeTrainer):
+    """A FakeTrainer whose first two calls wait for each other: they pass only if they overlap."""
+
+    def __init__(self, stop_at: dict[str, int] | None = None):
+        super().__init__(stop_at)
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=20)
+
+    def __call__(self, recipe: Path, out: Path, overrides: list[str], resume: bool, log_path: Path) -> int:
+        if len(self.calls) < 2:
+            self.calls.append(("waiting", resume))
+            self.barrier.wait()  # BrokenBarrierError when the runs are trained one after the other
+            self.calls.remove(("waiting", resume))
+        return super().__call__(recipe, out, overrides, resume, log_path)
+
+
+def test_jobs_train_runs_side_by_side_and_a_failure_starts_no_further_run(tmp_path):
+    from mem4d.ablation.study import train_runs
+
+    runs = plan_runs(("full", "unified", "no_psm"), {"full": 1, "unified": 1, "no_psm": 1})
+    study = Study(tmp_path / "study", RECIPE, _settings(), runs)
+    trainer = _BarrierTrainer()
+    train_runs(study, trainer, log=lambda _m: None, jobs=2)
+    assert sorted(name for name, _ in trainer.calls) == ["full-s0", "no_psm-s0", "unified-s0"]
+    assert all(run_status(study.run_dir(r), STEPS) == "done" for r in runs)
+
+    # the first two fail side by side: the third is never started, and the failure is raised
+    study = Study(tmp_path / "again", RECIPE, _settings(), runs)
+    trainer = _BarrierTrainer(stop_at={"full-s0": 2, "unified-s0": 3})
+    with pytest.raises(RuntimeError, match="training (full|unified)-s0 failed"):
+        train_runs(study, trainer, log=lambda _m: None, jobs=2)
+    assert sorted(name for name, _ in trainer.calls) == ["full-s0", "unified-s0"]
+    assert run_status(study.run_dir(runs[2]), STEPS) == "new"
+    with pytest.raises(ValueError, match="--jobs"):
+        train_runs(study, trainer, log=lambda _m: None, jobs=0)

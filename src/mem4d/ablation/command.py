@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-frames", type=int, default=40, help="frames per timed stream (default 40)")
     p.add_argument("--speed-rounds", type=int, default=3, help="timed streams per variant, interleaved (default 3)")
     p.add_argument("--no-floor", action="store_true", help="leave out the constant-depth, fixed-camera floor row")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained side by side, each a one-thread child process (default 1; 2 on a 2-core CPU); "
+                   "scoring stays one at a time")
     p.add_argument("--no-train", action="store_true", help="only score and tabulate the runs already trained")
     p.add_argument("--keep-predictions", action="store_true", help="keep the prediction folders after scoring")
     return p
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, runs = _settings(args)
         study = Study(args.study, args.config, settings, runs, command=["bench/ablation.py", *(argv or sys.argv[1:])])
-        run_study(study, train=not args.no_train, keep_predictions=args.keep_predictions)
+        run_study(study, train=not args.no_train, keep_predictions=args.keep_predictions, jobs=args.jobs)
     except (ValueError, FileNotFoundError) as err:
         print(f"ablation: error: {err}", file=sys.stderr)
         return 2
