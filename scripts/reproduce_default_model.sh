@@ -15,7 +15,8 @@
 #   3. sih3: configs/pose-heads-tiny.yaml from sih + loss.flow=1.0, train.seed=1, stopped at step 700 of 1000
 #   4. mr:   configs/motion-refine-tiny.yaml from sih3, 2000 steps (the mask refined at 4 pixels)
 #   5. default: scripts/ship_default_model.py --ckpt RUNS/mr/final --pose-refinement photometric
-#      --out RUNS/default (float16, as shipped; compare it with src/mem4d/weights/default)
+#      --refine-probes --refine-focal --out RUNS/default (float16, as shipped; compare it with
+#      src/mem4d/weights/default; the two refine flags are inference settings, no training)
 # A stage that finished is skipped (RUNS/NAME/.done); an interrupted one continues with --resume.
 set -euo pipefail
 
@@ -69,4 +70,5 @@ stage sih configs/pose-heads-tiny.yaml --set "model.init_from=$RUNS/si/final" --
 stage sih3 configs/pose-heads-tiny.yaml --set "model.init_from=$RUNS/sih/final" --set train.steps=1000 \
     --set loss.flow=1.0 --set train.seed=1 --set train.stop_at=700
 stage mr configs/motion-refine-tiny.yaml --set "model.init_from=$RUNS/sih3/final"
-run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mr/final" --pose-refinement photometric --out "$RUNS/default"
+run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mr/final" --pose-refinement photometric --refine-probes \
+    --refine-focal --out "$RUNS/default"

@@ -61,3 +61,17 @@ def test_an_unknown_option_is_refused(tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--fast"], capture_output=True, text=True,
                           env={**os.environ, "DRY_RUN": "1"})
     assert proc.returncode == 2 and "--from-scratch" in proc.stderr
+
+
+def test_the_last_step_ships_with_the_shipped_models_inference_settings(tmp_path):
+    """The ship command's flags record the heads settings the shipped config carries (the
+    refinement's options are inference settings: a re-run must turn on the same ones)."""
+    import json
+
+    from mem4d.model.pretrained import CONFIG_NAME, DEFAULT_DIR
+
+    ship = next(c for c in _commands(tmp_path) if any(a.endswith("ship_default_model.py") for a in c))
+    heads = json.loads((DEFAULT_DIR / CONFIG_NAME).read_text())["mem4d_config"]["heads"]
+    assert ship[ship.index("--pose-refinement") + 1] == heads["pose_refinement"]
+    assert ("--refine-probes" in ship) == heads.get("refine_probes", False)
+    assert ("--refine-focal" in ship) == heads.get("refine_focal", False)

@@ -396,10 +396,11 @@ class HeadsConfig(_Config):
             does not predict (the first frames of a fast pan) is caught. Measured with exact depth
             on the fast loop scenes (`bench/bench_pose_refinement.py`, docs/RESULTS.md).
         refine_focal: with ``"photometric"`` [choice, not in the paper]: the focal length is
-            calibrated from the video's motion (`mem4d.model.focal_calibration`): each frame's
-            alignment is re-run at 7 focal scales of the network's focal length, their costs are
-            summed over the stream, and the output's intrinsics and ``pts_cam`` take the scale
-            of the lowest sum once the camera has turned enough to tell.
+            calibrated from the video's motion (`mem4d.model.focal_calibration`): the network's
+            intrinsics are averaged over the frames so far, each frame that turns at least 3
+            degrees re-runs its alignment at 9 focal scales of that mean (0.5-2x), their costs
+            are summed over the stream, and the output's intrinsics and ``pts_cam`` take the
+            scale of the lowest sum once the camera has turned enough to tell.
     """
 
     dpt_features: int = 256

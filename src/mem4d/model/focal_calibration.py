@@ -2,30 +2,31 @@
 
 Why: the camera head guesses the focal length from single frames, and on synthetic scenes that
 guess is off by 20-80 % (pred/true focal 0.76-1.80 per `synthetic-dynamic` / `-realistic`
-sequence, docs/RESULTS.md) and jitters by a few per cent from frame to frame. A wrong focal length turns every rotation into the wrong angle
-(a 10-degree turn seen through a focal length 33 % too long reads as about 8.5 degrees), so
-the refined trajectory drifts on fast turns: on a loop scene whose focal the network has 33 %
-too long, the mean rotation error per frame is 1.57 degrees, and 0.34 with the true focal.
+sequence, docs/RESULTS.md) and jitters by a few per cent from frame to frame. A wrong focal
+length turns every rotation into the wrong angle (a 10-degree turn seen through a focal length
+33 % too long reads as about 8.5 degrees), so the refined trajectory drifts on fast turns: on a
+loop scene whose focal the network has 33 % too long, the mean rotation error per frame is 1.57
+degrees, and 0.34 with the true focal.
 
 How: a video has one camera, so the network's guesses are first averaged over the frames so far
 (`running_intrinsics`; the state carries their sum). The image motion of a rotation depends on
 the focal length (far from the image centre more than near it), so the photometric cost of
 aligning frame t-1 to frame t tells the focal length apart once the camera turns. After the
 refinement has chosen frame t's motion, the alignment is re-run from it at each of
-`FOCAL_SCALES` times that averaged focal length (all
-hypotheses in one batch, on the pyramid down to half resolution). Each hypothesis' cost at full
-resolution, its mean over the pixels that every hypothesis keeps in view (so that no focal
-length wins by pushing pixels out of the image), is added to a running sum in the stream state.
-Only frames that turn by at least `MIN_TURN_DEG` add costs: a turn is what tells focal lengths
-apart, while under translation alone a wrong focal length can be traded for a wrong depth (on
-the real 7-Scenes frames, turning 0.2-1.2 degrees a frame, an ungated calibration wandered to
-0.66 of the true focal and back). A turn of 2-2.5 degrees is still too weak: at 96x128 the
-focal-dependent part of its image motion is a fraction of a pixel, below the error of the
-network's depth, and on 5 of 48 synthetic handheld / orbit sequences one to five such frames
-set the focal length 14-104 % off (docs/RESULTS.md, "Fast turns"). The focal scale is the minimum of the sum (parabolic
+`FOCAL_SCALES` times that averaged focal length (all hypotheses in one batch, on the pyramid
+down to half resolution). Each hypothesis' cost at full resolution, its mean over the pixels
+that every hypothesis keeps in view (so that no focal length wins by pushing pixels out of the
+image), is added to a running sum in the stream state. Only frames that turn by at least
+`MIN_TURN_DEG` add costs: a turn is what tells focal lengths apart, while under translation
+alone a wrong focal length can be traded for a wrong depth (on the real 7-Scenes frames,
+turning 0.2-1.2 degrees a frame, an ungated calibration wandered to 0.66 of the true focal and
+back). A turn of 2-2.5 degrees is still too weak: at 96x128 the focal-dependent part of its
+image motion is a fraction of a pixel, below the error of the network's depth, and on 5 of 48
+synthetic handheld / orbit sequences one to five such frames set the focal length 14-104 % off
+(docs/RESULTS.md, "Fast turns"). The focal scale is the minimum of the sum (parabolic
 interpolation in log scale between the grid points). While the camera has not turned, the sums
-stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs raised by a noise
-floor) and the network's own focal length is kept.
+stay flat (their spread below `MIN_CONTRAST` of their mean, each frame's costs raised by a
+noise floor) and the network's own focal length is kept.
 
 Cost: 9 hypotheses x (4 + 2 Gauss-Newton steps on the two coarsest levels + one full-resolution
 residual), about 12 ms a frame at 96x128 on one core, on every frame up to `DENSE_FRAMES`
