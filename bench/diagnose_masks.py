@@ -27,6 +27,7 @@ from mem4d.eval.benchmarks import get_benchmark
 from mem4d.eval.score import read_manifest, read_prediction
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9)
+NEAR = 8  # pixels: a false positive this close to a moving pixel of its frame counts as "near"
 
 
 def _counts(pred: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
@@ -56,6 +57,7 @@ def main() -> None:
     cells = (16, 8, 4)
     ceiling = {c: np.zeros(3, np.int64) for c in cells}
     scored = [{t: np.zeros(3, np.int64) for t in THRESHOLDS} for _ in args.preds]
+    far_fp = [0 for _ in args.preds]  # false positives at 0.5 farther than NEAR pixels from any moving pixel
     fractions = []
     for name in bench.sequences():
         gt = bench.load(name, None, None, size=args.size)
@@ -67,7 +69,7 @@ def main() -> None:
             pooled = F.avg_pool2d(mask.float()[:, None], c)
             up = F.interpolate(pooled, size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0.5
             ceiling[c] += _counts(up, mask, valid)
-        for man, p, acc in zip(manifests, args.preds, scored):
+        for i, (man, p, acc) in enumerate(zip(manifests, args.preds, scored)):
             entry = next((e for e in man["sequences"] if e["name"] == name), None)
             if entry is None:
                 raise SystemExit(f"{p} has no prediction for {name}")
@@ -76,6 +78,8 @@ def main() -> None:
                 prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
             for t in THRESHOLDS:
                 acc[t] += _counts(prob > t, mask, valid)
+            near = F.max_pool2d(mask.float()[:, None], 2 * NEAR + 1, stride=1, padding=NEAR)[:, 0] > 0
+            far_fp[i] += int(((prob > 0.5) & ~near & valid).sum())
     print(f"{bench.name} at long side {args.size}, {len(fractions)} sequences; moving pixels "
           f"{100 * np.mean(fractions):.1f} % of valid pixels (per sequence {100 * min(fractions):.1f}-"
           f"{100 * max(fractions):.1f} %)\n")
@@ -85,6 +89,12 @@ def main() -> None:
     for p, acc in zip(args.preds, scored):
         for t in THRESHOLDS:
             print(_line(f"{p} > {t}", acc[t]))
+    if args.preds:
+        print(f"\n| prediction (> 0.5) | false positives within {NEAR} px of a mover | beyond | IoU without those beyond |"
+              "\n|---|---|---|---|")
+        for p, acc, far in zip(args.preds, scored, far_fp):
+            tp, fp, fn = acc[0.5]
+            print(f"| {p} | {fp - far} | {far} | {tp / max(tp + fp - far + fn, 1):.3f} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import torch
 from mem4d.geometry.rotation import axis_angle_to_matrix
 from mem4d.losses import LossWeights, Mem4DObjective, Targets
 from mem4d.losses.camera import absolute_camera_loss, relative_camera_loss
-from mem4d.losses.motion import motion_loss
+from mem4d.losses.motion import motion_iou_loss, motion_loss
 from mem4d.losses.pointmap import confidence_regression_loss, gt_scale
 
 
@@ -248,3 +248,34 @@ def test_scale_invariant_weight_adds_its_terms_to_the_total_and_is_off_by_defaul
     for bad in (-1.0, True, "1"):
         with pytest.raises(ValueError, match="scale_invariant"):
             LossWeights(scale_invariant=bad)
+
+
+def test_motion_iou_loss_is_one_minus_the_pooled_iou_and_skips_clips_without_movers():
+    mask = torch.zeros(2, 2, 4, 4, dtype=torch.bool)
+    mask[0, :, :2, :2] = True  # clip 0: 8 moving pixels; clip 1: none
+    valid = torch.ones_like(mask)
+    assert motion_iou_loss(mask.float(), mask, valid).item() == pytest.approx(0, abs=1e-6)
+    hard = mask.clone()
+    hard[0, 0, 2, :] = True  # 4 false positives: IoU 8 / 12
+    assert motion_iou_loss(hard.float(), mask, valid).item() == pytest.approx(1 - 8 / 12, rel=1e-6)
+    valid[0, 0, 2, :] = False  # the false positives on invalid pixels do not count
+    assert motion_iou_loss(hard.float(), mask, valid).item() == pytest.approx(0, abs=1e-6)
+    # a clip without moving pixels contributes nothing, and none at all gives a zero with a gradient path
+    p = torch.full((1, 2, 4, 4), 0.7, requires_grad=True)
+    loss = motion_iou_loss(p, torch.zeros(1, 2, 4, 4, dtype=torch.bool), torch.ones(1, 2, 4, 4, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0 and p.grad is not None
+
+
+def test_motion_iou_weight_adds_its_term_and_is_off_by_default():
+    t, K = _targets(seed=7)
+    pred = _perfect_prediction(t, K)
+    pred.dynamic_prob = torch.full_like(pred.dynamic_prob, 0.3)
+    base_total, base = Mem4DObjective()(pred, t)
+    assert "motion_iou" not in base
+    total, terms = Mem4DObjective(LossWeights(motion_iou=2.0))(pred, t)
+    assert terms["motion_iou"] > 0
+    assert total.item() == pytest.approx((base_total + 2.0 * terms["motion_iou"]).item(), rel=1e-6)
+    for bad in (-1.0, True, "1"):
+        with pytest.raises(ValueError, match="motion_iou"):
+            LossWeights(motion_iou=bad)

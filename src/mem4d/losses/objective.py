@@ -19,7 +19,7 @@ from mem4d.geometry.camera import depth_to_pts_cam, intrinsics_to_fov
 from mem4d.geometry.se3 import transform_points
 from mem4d.losses.camera import absolute_camera_loss, relative_camera_loss
 from mem4d.losses.flow import flow_losses
-from mem4d.losses.motion import motion_loss
+from mem4d.losses.motion import motion_iou_loss, motion_loss
 from mem4d.losses.pointmap import confidence_regression_loss, gt_scale, scale_invariant_regression
 
 
@@ -74,6 +74,8 @@ class LossWeights:
     rel_pose: float = 1.0
     motion: float = 0.5
     motion_pos_weight: float = 4.0
+    # [choice, not in the paper] weight of the motion head's soft IoU term (mem4d.losses.motion.motion_iou_loss)
+    motion_iou: float = 0.0
     flow: float = 0.1
     flow_weight: float = 0.05
     camera_norm: str = "euclidean"  # or "squared": Eq. 8-9's "L2" as squared errors (see mem4d.losses.camera)
@@ -86,6 +88,8 @@ class LossWeights:
         if isinstance(self.scale_invariant, bool) or not isinstance(self.scale_invariant, (int, float)) \
                 or not self.scale_invariant >= 0:
             raise ValueError(f"loss.scale_invariant must be a number >= 0, got {self.scale_invariant!r}")
+        if isinstance(self.motion_iou, bool) or not isinstance(self.motion_iou, (int, float)) or not self.motion_iou >= 0:
+            raise ValueError(f"loss.motion_iou must be a number >= 0, got {self.motion_iou!r}")
         if self.camera_norm not in ("euclidean", "squared"):
             raise ValueError(f"loss.camera_norm must be 'euclidean' or 'squared', got {self.camera_norm!r}")
 
@@ -135,6 +139,9 @@ class Mem4DObjective:
         if dynamic_prob is not None and targets.dynamic_mask is not None and w.motion > 0:
             terms["motion"] = motion_loss(dynamic_prob, targets.dynamic_mask, targets.valid, w.motion_pos_weight)
             total = total + w.motion * terms["motion"]
+            if w.motion_iou > 0:
+                terms["motion_iou"] = motion_iou_loss(dynamic_prob, targets.dynamic_mask, targets.valid)
+                total = total + w.motion_iou * terms["motion_iou"]
         flow = getattr(pred, "flow", None)
         if flow is not None and targets.intrinsics is not None:
             terms.update(flow_losses(flow, pred.flow_weight, targets))
