@@ -24,7 +24,8 @@ REQUIRED = ("norm on memory tokens", "final LayerNorm in E_p", "DPT stages", "fr
             "local-window TDM", "PSM compressor tiers", "PSM readout times", "TDM input", "pose from correspondences",
             "flow and weight losses", "motion head reads the fit", "no pose gradient into the depth",
             "fit points from the depth", "scale-invariant pointmap term", "mask refined at 4 pixels",
-            "epipolar distance into the mask", "rotation probes", "focal length from the motion")
+            "epipolar distance into the mask", "rotation probes", "focal length from the motion",
+            "soft IoU motion term")
 NO_SWITCH_YET: set[str] = set()  # every departure can be turned off
 MODEL_SECTIONS = {"encoder", "tca", "tdm", "psm", "decoder", "heads", "unified"}  # nested Mem4DConfig sections
 
