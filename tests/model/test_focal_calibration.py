@@ -13,7 +13,7 @@ from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
 from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.geometry.rotation import rotation_angle
-from mem4d.model.focal_calibration import FOCAL_SCALES, MIN_CONTRAST, focal_scale, zoom_focal
+from mem4d.model.focal_calibration import FOCAL_SCALES, MIN_CONTRAST, focal_scale, running_intrinsics, zoom_focal
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.outputs import FrameOutput
 from mem4d.model.pose_refinement import refine_pose
@@ -144,3 +144,17 @@ def test_the_networks_jittering_focal_is_averaged_over_the_frames_so_far():
         torch.testing.assert_close(out.pts_cam, depth_to_pts_cam(out.depth, out.intrinsics), atol=1e-4, rtol=1e-4)
     plain = _stream(s, factors, focal=False)  # without the option each frame keeps its own guess
     assert [round(float(o.intrinsics[0, 0, 0]) / f_true, 4) for o in plain] == factors
+
+
+def test_the_running_intrinsics_are_the_mean_so_far_even_from_a_state_without_the_sum():
+    """Frames 0..t average; a state saved before it carried the sum (None after frame 0) takes
+    this frame's guess for the earlier ones instead of dividing one frame by t + 1."""
+    Ks = [torch.diag(torch.tensor([f, f, 1.0])).expand(2, 3, 3) for f in (100.0, 110.0, 120.0)]
+    summed = None
+    for t, K in enumerate(Ks):
+        mean, summed = running_intrinsics(K, summed, t)
+    assert torch.allclose(mean[:, 0, 0], torch.tensor([110.0, 110.0]))
+    mean, summed = running_intrinsics(Ks[2], None, 5)
+    assert torch.allclose(mean, Ks[2]) and torch.allclose(summed, 6 * Ks[2])
+    mean, _ = running_intrinsics(Ks[0], summed, 6)
+    assert torch.allclose(mean[:, 0, 0], torch.full((2,), (6 * 120.0 + 100.0) / 7))

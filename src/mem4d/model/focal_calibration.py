@@ -70,8 +70,12 @@ def running_intrinsics(intrinsics: Tensor, summed: Tensor | None, frame_index: i
     """The video's one camera so far: the mean of the network's intrinsics (B, 3, 3) over frames
     0..``frame_index`` (``summed``: their sum over the earlier frames, None at frame 0) ->
     (the mean (B, 3, 3), the new sum). A single frame's guess jitters; the video's focal length
-    does not (no zoom)."""
-    summed = intrinsics if summed is None else summed + intrinsics
+    does not (no zoom). A state with no sum after frame 0 (saved before the state carried it)
+    counts this frame's guess for the earlier ones, so the mean stays a mean."""
+    if summed is None:
+        summed = intrinsics * (frame_index + 1)
+    else:
+        summed = summed + intrinsics
     return summed / (frame_index + 1), summed
 
 
