@@ -9,6 +9,9 @@
 2. **Predictions** (optional): for each `mem4d eval predict` folder of the same benchmark and
    size, the moving-pixel IoU, precision and recall of ``dynamic_prob`` at several thresholds
    (the benchmark scores 0.5).
+3. **Where the false positives lie** (with predictions): at 0.5, those within `NEAR` pixels of a
+   moving pixel of their frame (a mover's blurred edge) and those beyond it, and the IoU the
+   predictions would reach without the ones beyond.
 
 IoU, precision and recall are pooled over every valid pixel of every frame, as the harness
 scores them.
@@ -69,6 +72,7 @@ def main() -> None:
             pooled = F.avg_pool2d(mask.float()[:, None], c)
             up = F.interpolate(pooled, size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0.5
             ceiling[c] += _counts(up, mask, valid)
+        near = F.max_pool2d(mask.float()[:, None], 2 * NEAR + 1, stride=1, padding=NEAR)[:, 0] > 0
         for i, (man, p, acc) in enumerate(zip(manifests, args.preds, scored)):
             entry = next((e for e in man["sequences"] if e["name"] == name), None)
             if entry is None:
@@ -78,7 +82,6 @@ def main() -> None:
                 prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
             for t in THRESHOLDS:
                 acc[t] += _counts(prob > t, mask, valid)
-            near = F.max_pool2d(mask.float()[:, None], 2 * NEAR + 1, stride=1, padding=NEAR)[:, 0] > 0
             far_fp[i] += int(((prob > 0.5) & ~near & valid).sum())
     print(f"{bench.name} at long side {args.size}, {len(fractions)} sequences; moving pixels "
           f"{100 * np.mean(fractions):.1f} % of valid pixels (per sequence {100 * min(fractions):.1f}-"

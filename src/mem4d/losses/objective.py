@@ -74,7 +74,8 @@ class LossWeights:
     rel_pose: float = 1.0
     motion: float = 0.5
     motion_pos_weight: float = 4.0
-    # [choice, not in the paper] weight of the motion head's soft IoU term (mem4d.losses.motion.motion_iou_loss)
+    # [choice, not in the paper] weight of the motion head's soft IoU term (mem4d.losses.motion.motion_iou_loss),
+    # added beside its BCE (so only while loss.motion > 0); 0 = off
     motion_iou: float = 0.0
     flow: float = 0.1
     flow_weight: float = 0.05
@@ -85,11 +86,10 @@ class LossWeights:
     scale_invariant: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale_invariant, bool) or not isinstance(self.scale_invariant, (int, float)) \
-                or not self.scale_invariant >= 0:
-            raise ValueError(f"loss.scale_invariant must be a number >= 0, got {self.scale_invariant!r}")
-        if isinstance(self.motion_iou, bool) or not isinstance(self.motion_iou, (int, float)) or not self.motion_iou >= 0:
-            raise ValueError(f"loss.motion_iou must be a number >= 0, got {self.motion_iou!r}")
+        for name in ("scale_invariant", "motion_iou"):  # the optional terms' weights
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"loss.{name} must be a number >= 0, got {value!r}")
         if self.camera_norm not in ("euclidean", "squared"):
             raise ValueError(f"loss.camera_norm must be 'euclidean' or 'squared', got {self.camera_norm!r}")
 
