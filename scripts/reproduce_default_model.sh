@@ -5,7 +5,7 @@
 #   DRY_RUN=1 scripts/reproduce_default_model.sh RUNS     # print the commands only
 #
 # Stages, each a run folder under RUNS (two processes x one thread over gloo, as trained; about
-# 135 minutes on the project's 2-core VM after stage 0):
+# 155 minutes on the project's 2-core VM after stage 0):
 #   0. previous-default: the start, the default model that shipped before this one, taken from the
 #      repository's history (git PREVIOUS_COMMIT). --from-scratch trains it instead:
 #      configs/ship-tiny.yaml stopped at step 3200, then configs/ship-tiny-finetune.yaml (about 3 h;
@@ -19,7 +19,10 @@
 #            (the original started from mr as shipped, i.e. rounded to float16)
 #   6. mi3:  the same from mi on long sides 64-256 (data.sizes.long_side), 1000 steps at lr 3e-4,
 #            one process
-#   7. default: scripts/ship_default_model.py --ckpt RUNS/mi3/final --pose-refinement photometric
+#   7. mp:   configs/motion-photometric-tiny.yaml from mi3, 1000 steps (heads.motion_photometric: the
+#            mask rechecked under the refined pose), one process (the original started from mi3 as
+#            shipped, i.e. rounded to float16)
+#   8. default: scripts/ship_default_model.py --ckpt RUNS/mp/final --pose-refinement photometric
 #      --refine-probes --refine-focal --out RUNS/default (float16, as shipped; compare it with
 #      src/mem4d/weights/default; the two refine flags are inference settings, no training)
 # A stage that finished is skipped (RUNS/NAME/.done); an interrupted one continues with --resume.
@@ -81,5 +84,6 @@ NPROC=1 stage mi configs/motion-refine-tiny.yaml --set "model.init_from=$RUNS/mr
 NPROC=1 stage mi3 configs/motion-refine-tiny.yaml --set "model.init_from=$RUNS/mi/final" --set train.steps=1000 \
     --set train.lr=3.0e-4 --set train.warmup_steps=50 --set data.seed=5656 --set train.seed=7 \
     --set loss.motion_iou=1.0 --set loss.motion_pos_weight=1.0 --set "data.sizes.long_side=[64,256]"
-run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mi3/final" --pose-refinement photometric --refine-probes \
+NPROC=1 stage mp configs/motion-photometric-tiny.yaml --set "model.init_from=$RUNS/mi3/final"
+run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mp/final" --pose-refinement photometric --refine-probes \
     --refine-focal --out "$RUNS/default"

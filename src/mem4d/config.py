@@ -384,6 +384,11 @@ class HeadsConfig(_Config):
             each match's distance from its epipolar line under the fitted motion
             (``mem4d.model.procrustes_pose.epipolar_distance``): a static point lies on its line
             whatever its depth, so a wrong depth does not read as motion.
+        motion_photometric: [not in the paper] with ``motion_refine``: after the photometric pose
+            refinement (and only where it runs), the motion head rechecks its mask against the
+            photometric residual of frame t against frame t-1 under the refined motion
+            (``mem4d.model.motion_head``, ``mem4d.geometry.photometric.warp_residual``), and the
+            rechecked mask also weights frame t in the next frame's alignment.
         refine_select_after: with ``"photometric"`` [choice, not in the paper], the pyramid levels
             (coarsest first) that every start of the alignment runs before the start with the
             lowest photometric cost goes on alone; 0 (default): all levels, the lowest cost at
@@ -423,6 +428,7 @@ class HeadsConfig(_Config):
     refine_select_after: int = 0
     motion_refine: bool = False
     motion_epipolar: bool = False
+    motion_photometric: bool = False
     refine_probes: bool = False
     refine_focal: bool = False
 
@@ -442,8 +448,8 @@ class HeadsConfig(_Config):
                   "flow_radius", "flow_levels")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
-        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "refine_probes",
-                     "refine_focal"):
+        for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "motion_photometric",
+                     "refine_probes", "refine_focal"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:
@@ -454,6 +460,9 @@ class HeadsConfig(_Config):
                              f"camera_pose={self.camera_pose!r})")
         if self.motion_epipolar and not self.motion_refine:
             raise ValueError("HeadsConfig.motion_epipolar is an input of the mask refinement: it needs motion_refine: true")
+        if self.motion_photometric and not self.motion_refine:
+            raise ValueError("HeadsConfig.motion_photometric reads the mask refinement's image guide: it needs "
+                             "motion_refine: true")
         if self.fit_points not in ("depth", "pointmap"):
             raise ValueError(f"HeadsConfig.fit_points must be 'depth' or 'pointmap', got {self.fit_points!r}")
         if self.pose_refinement not in ("none", "photometric"):

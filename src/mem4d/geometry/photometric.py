@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mem4d.geometry.rotation import axis_angle_to_matrix
 
-__all__ = ["COARSEST_SIDE", "photometric_align", "photometric_residuals", "pyramid_levels"]
+__all__ = ["COARSEST_SIDE", "photometric_align", "photometric_residuals", "pyramid_levels", "warp_residual"]
 
 _GREY = (0.299, 0.587, 0.114)
 COARSEST_SIDE = 32  # long side (pixels) the coarsest pyramid level shrinks to, at any image size
@@ -271,3 +271,49 @@ def _gauss_newton(level: tuple, grey_b: Tensor, pts_a: Tensor, a2b: Tensor, damp
             g = torch.where(better[:, None], g_new, g)
             cost = torch.where(better, cost_new, cost)
     return a2b, damping
+
+
+def warp_residual(image_b: Tensor, depth_b: Tensor, image_a: Tensor, intrinsics: Tensor, b2a: Tensor,
+                  eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """How far frame b's pixels are from what frame a shows where the motion puts them.
+
+    Every pixel p of b with depth d is lifted to ``d K^-1 p``, moved by ``b2a`` (B, 4, 4) into
+    camera a, projected, and image a is sampled there (bilinear). Both images are first
+    standardised per channel (zero mean, unit standard deviation over the image), so a global
+    change of exposure or white balance leaves no residual. Static surfaces with the right depth
+    and motion give a small residual, independently moving ones a large one.
+
+    Args:
+        image_b, image_a: (B, 3, H, W) RGB.
+        depth_b: (B, H, W) z-depth of frame b (<= 0 or non-finite: no point).
+        intrinsics: (B, 3, 3) of both frames.
+        b2a: (B, 4, 4) points in camera b -> camera a.
+
+    Returns:
+        (residual (B, H, W): the mean over channels of the absolute difference, zero where the
+        pixel has no depth or leaves image a; inside (B, H, W) bool: where it does not).
+    """
+    B, _, H, W = image_b.shape
+
+    def standard(x: Tensor) -> Tensor:
+        x = x.float()
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        return (x - mean) / (x.std(dim=(2, 3), keepdim=True) + 1e-6)  # a flat channel stays zero
+
+    depth = torch.nan_to_num(depth_b.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    K, T = intrinsics.float(), b2a.float()
+    v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=torch.float32),
+                          torch.arange(W, device=depth.device, dtype=torch.float32), indexing="ij")
+    fx, fy, cx, cy = (K[:, i, j, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    X = torch.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], 1).flatten(2)  # (B, 3, HW)
+    Y = T[:, :3, :3] @ X + T[:, :3, 3, None]
+    Z = Y[:, 2]
+    in_front = Z > eps
+    iz = 1 / torch.where(in_front, Z, torch.ones_like(Z))
+    up = K[:, 0, 0, None] * Y[:, 0] * iz + K[:, 0, 2, None]
+    vp = K[:, 1, 1, None] * Y[:, 1] * iz + K[:, 1, 2, None]
+    grid = torch.stack([(up + 0.5) * (2 / W) - 1, (vp + 0.5) * (2 / H) - 1], -1).view(B, H, W, 2)
+    sampled = F.grid_sample(standard(image_a), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    inside = (in_front & (up >= 0) & (up <= W - 1) & (vp >= 0) & (vp <= H - 1)).view(B, H, W) & (depth > 0)
+    residual = (sampled - standard(image_b)).abs().mean(1)
+    return torch.where(inside, residual, torch.zeros_like(residual)), inside

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from mem4d.config import Mem4DConfig
 from mem4d.layers.rope import RotaryEmbedding
 from mem4d.model.camera_head import CameraHead, chain_pose
+from mem4d.geometry.photometric import warp_residual
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.checkpointing import CheckpointedBlocks
 from mem4d.model.correspondence import CorrespondenceHead
@@ -83,8 +84,8 @@ class Mem4D(nn.Module):
                                if procrustes else None)
         # the refinement's image guide: the correspondence head's matching features [+ the epipolar distance]
         guide = h.flow_features + 3 + int(h.motion_epipolar) if h.motion_refine else 0
-        self.motion_head = (MotionHead(D, p, evidence_channels=4 if procrustes else 0, guide_channels=guide)
-                            if h.motion else None)
+        self.motion_head = (MotionHead(D, p, evidence_channels=4 if procrustes else 0, guide_channels=guide,
+                                       photometric=h.motion_photometric) if h.motion else None)
         self.reset_parameters()
         self.encoder.requires_grad_(enc.trainable)
 
@@ -181,7 +182,20 @@ class Mem4D(nn.Module):
             out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start,
                                          select_after=cfg.heads.refine_select_after or None,
                                          probes=cfg.heads.refine_probes, focal=cfg.heads.refine_focal)
+            if cfg.heads.motion_photometric and t > 0 and match is not None and out.dynamic_prob is not None:
+                out, new_state = self._recheck_motion(frame, out, state, new_state, match.guide)
         return out, new_state
+
+    def _recheck_motion(self, frame: Tensor, out: FrameOutput, state: StreamState, new_state: StreamState,
+                        guide: Tensor) -> tuple[FrameOutput, StreamState]:
+        """``heads.motion_photometric``: the mask rechecked against the photometric residual of
+        frame t against frame t-1 under the refined motion (``new_state.pose_velocity``: t-1 -> t);
+        the rechecked mask also weights frame t in the next frame's alignment."""
+        with torch.no_grad():
+            residual, inside = warp_residual(frame, out.depth.detach(), state.prev_image, out.intrinsics.detach(),
+                                             se3_inverse(new_state.pose_velocity.float()))
+        dyn = self.motion_head.recheck(out.dynamic_prob, residual, inside, guide)
+        return replace(out, dynamic_prob=dyn), replace(new_state, prev_weight=1 - dyn.detach().float())
 
     def _procrustes_pose(self, frame: Tensor, cam: dict[str, Tensor], pts_cam: Tensor, tokens: Tensor,
                          state: StreamState, grid: tuple[int, int]) -> tuple[dict[str, Tensor], Match]:

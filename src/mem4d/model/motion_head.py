@@ -27,7 +27,9 @@ from torch import Tensor, nn
 from mem4d.layers.mlp import Mlp
 from mem4d.model.correspondence import STRIDE  # pixels per cell of the evidence / refinement grid
 
-__all__ = ["MotionHead"]
+__all__ = ["MotionHead", "RESIDUAL_CHANNELS"]
+
+RESIDUAL_CHANNELS = 3  # the recheck's residual inputs per cell: mean, maximum, share inside frame t-1
 
 
 def _zero_last(stack: nn.Sequential) -> nn.Sequential:
@@ -45,9 +47,11 @@ class MotionHead(nn.Module):
         patch_size: pixels per token side.
         evidence_channels: channels of the pose fit's evidence (0: none).
         guide_channels: channels of the image guide of the refinement (0: no refinement).
+        photometric: add the recheck under the refined pose (needs ``guide_channels``).
     """
 
-    def __init__(self, dim: int, patch_size: int, evidence_channels: int = 0, guide_channels: int = 0) -> None:
+    def __init__(self, dim: int, patch_size: int, evidence_channels: int = 0, guide_channels: int = 0,
+                 photometric: bool = False) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.evidence_channels = evidence_channels
@@ -63,6 +67,29 @@ class MotionHead(nn.Module):
                 nn.Conv2d(1 + evidence_channels + guide_channels, 32, 3, padding=1), nn.GELU(),
                 nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
                 nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+        self.recheck_stack = None
+        if photometric:
+            if not guide_channels:
+                raise ValueError("MotionHead: the photometric recheck reads the refinement's image guide (guide_channels > 0)")
+            self.recheck_stack = _zero_last(nn.Sequential(
+                nn.Conv2d(1 + RESIDUAL_CHANNELS + guide_channels, 32, 3, padding=1), nn.GELU(),
+                nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
+                nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+
+    def recheck(self, prob: Tensor, residual: Tensor, inside: Tensor, guide: Tensor) -> Tensor:
+        """The mask (B, H, W) in (0, 1) rechecked against the photometric residual (B, H, W) and
+        its ``inside`` mask (B, H, W) under the refined pose, with the image ``guide`` (B, G, H/4,
+        W/4) -> (B, H, W) in (0, 1). Unchanged while the stack's last layer is zero."""
+        if self.recheck_stack is None:
+            raise ValueError("MotionHead.recheck: this head was built without photometric=True")
+        size = prob.shape[-2:]
+        logits = torch.logit(prob.float().clamp(1e-6, 1 - 1e-6))
+        cells = F.avg_pool2d(logits[:, None], STRIDE)
+        r, m = residual.float()[:, None], inside.float()[:, None]
+        x = torch.cat([cells, F.avg_pool2d(r, STRIDE), F.max_pool2d(r, STRIDE), F.avg_pool2d(m, STRIDE)], 1)
+        dtype = self.recheck_stack[0].weight.dtype
+        extra = self.recheck_stack(torch.cat([x.to(dtype), guide.detach().to(dtype)], 1)).float()
+        return torch.sigmoid(logits + F.interpolate(extra, size=size, mode="bilinear", align_corners=False)[:, 0])
 
     def forward(self, tokens: Tensor, motion: Tensor | None, grid: tuple[int, int], evidence: Tensor | None = None,
                 guide: Tensor | None = None) -> Tensor:
