@@ -38,6 +38,15 @@ def _zero_last(stack: nn.Sequential) -> nn.Sequential:
     return stack
 
 
+def _cell_stack(in_channels: int) -> nn.Sequential:
+    """(B, in_channels, H/4, W/4) -> (B, 1, H/4, W/4) logits on the 1/4-resolution grid; receptive
+    field 11 cells (44 pixels: a token's patch and its neighbours); the last layer starts at zero."""
+    return _zero_last(nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3, padding=1), nn.GELU(),
+        nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+
+
 class MotionHead(nn.Module):
     """(B, N, D) decoder tokens + (B, N, D) or None TDM tokens [+ (B, E, H/4, W/4) evidence]
     [+ (B, G, H/4, W/4) image guide] -> (B, H, W) in (0, 1).
@@ -62,19 +71,13 @@ class MotionHead(nn.Module):
                 nn.Conv2d(evidence_channels, 32, 3, padding=1), nn.GELU(),
                 nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
         self.refine = None
-        if guide_channels:  # receptive field 11 cells (44 pixels): a token's patch and its neighbours
-            self.refine = _zero_last(nn.Sequential(
-                nn.Conv2d(1 + evidence_channels + guide_channels, 32, 3, padding=1), nn.GELU(),
-                nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
-                nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+        if guide_channels:
+            self.refine = _cell_stack(1 + evidence_channels + guide_channels)
         self.recheck_stack = None
         if photometric:
             if not guide_channels:
                 raise ValueError("MotionHead: the photometric recheck reads the refinement's image guide (guide_channels > 0)")
-            self.recheck_stack = _zero_last(nn.Sequential(
-                nn.Conv2d(1 + RESIDUAL_CHANNELS + guide_channels, 32, 3, padding=1), nn.GELU(),
-                nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.GELU(),
-                nn.Conv2d(32, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 1, 3, padding=1)))
+            self.recheck_stack = _cell_stack(1 + RESIDUAL_CHANNELS + guide_channels)
 
     def recheck(self, prob: Tensor, residual: Tensor, inside: Tensor, guide: Tensor) -> Tensor:
         """The mask (B, H, W) in (0, 1) rechecked against the photometric residual (B, H, W) and
