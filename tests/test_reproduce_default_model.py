@@ -35,13 +35,14 @@ def _trainings(commands: list[list[str]]) -> list[tuple[str, Recipe]]:
 def test_every_stage_is_a_valid_recipe_and_starts_from_the_one_before(tmp_path, args):
     runs = _trainings(_commands(tmp_path, *args))
     names = [Path(out).name for out, _ in runs]
-    assert names[-7:] == ["si", "sih", "sih3", "mr", "mi", "mi3", "mp"]
-    assert len(names) == (9 if args else 7)
+    assert names[-8:] == ["si", "sih", "sih3", "mr", "mi", "mi3", "mp", "mp2"]
+    assert len(names) == (10 if args else 8)
     inits = {Path(out).name: r.model.init_from for out, r in runs}
     assert inits["si"] == str(tmp_path / "previous-default")
     assert inits["sih"] == str(tmp_path / "si" / "final") and inits["sih3"] == str(tmp_path / "sih" / "final")
     assert inits["mr"] == str(tmp_path / "sih3" / "final") and inits["mi"] == str(tmp_path / "mr" / "final")
     assert inits["mi3"] == str(tmp_path / "mi" / "final") and inits["mp"] == str(tmp_path / "mi3" / "final")
+    assert inits["mp2"] == str(tmp_path / "mp" / "final")
     recipes = dict((Path(out).name, r) for out, r in runs)
     assert (recipes["si"].train.stop_at, recipes["si"].train.steps) == (500, 2000)
     assert (recipes["sih3"].train.stop_at, recipes["sih3"].train.steps) == (700, 1000)
@@ -50,6 +51,7 @@ def test_every_stage_is_a_valid_recipe_and_starts_from_the_one_before(tmp_path, 
     assert (recipes["mi"].loss.motion_iou, recipes["mi"].loss.motion_pos_weight, recipes["mi"].train.steps) == (1.0, 1.0, 1000)
     assert recipes["mi3"].loss.motion_iou == 1.0 and list(recipes["mi3"].data.sizes.long_side) == [64, 256]
     assert recipes["mp"].model.overrides["heads"]["motion_photometric"] is True and recipes["mp"].train.steps == 1000
+    assert (recipes["mp2"].train.steps, recipes["mp2"].data.seed) == (600, 9191)
 
 
 def test_the_start_is_in_the_repositorys_history():
