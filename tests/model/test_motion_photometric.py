@@ -67,6 +67,16 @@ def test_the_recheck_starts_unchanged_and_reads_the_residual():
     assert all(p.grad is not None for p in head.recheck_stack.parameters())
 
 
+def _side_by_side(model, base, frames):
+    """Streams ``frames`` (T, 1, 3, H, W) through both models: yields (t, out, its new state, base's out)."""
+    state, plain = model.init_state(1, frames.shape[-2:]), base.init_state(1, frames.shape[-2:])
+    with torch.no_grad():
+        for t in range(len(frames)):
+            out, state = model.step(frames[t], state)
+            ref, plain = base.step(frames[t], plain)
+            yield t, out, state, ref
+
+
 def test_the_model_rechecks_only_after_the_refinement_and_the_mask_weights_the_next_alignment():
     model = build_procrustes(motion_refine=True, motion_photometric=True, pose_refinement="photometric")
     for layer in model.motion_head.recheck_stack:
@@ -75,25 +85,17 @@ def test_the_model_rechecks_only_after_the_refinement_and_the_mask_weights_the_n
     base = build_procrustes(motion_refine=True, pose_refinement="photometric")
     base.load_state_dict(model.state_dict(), strict=False)
     frames = torch.rand(3, 1, 3, 64, 96)
-    state, plain = model.init_state(1, (64, 96)), base.init_state(1, (64, 96))
-    with torch.no_grad():
-        for t in range(3):
-            out, state = model.step(frames[t], state)
-            ref, plain = base.step(frames[t], plain)
-            torch.testing.assert_close(out.depth, ref.depth)
-            if t == 0:  # nothing to recheck against: the refined mask as it was
-                torch.testing.assert_close(out.dynamic_prob, ref.dynamic_prob)
-            else:
-                assert not torch.allclose(out.dynamic_prob, ref.dynamic_prob)
-            torch.testing.assert_close(state.prev_weight, 1 - out.dynamic_prob)
+    for t, out, state, ref in _side_by_side(model, base, frames):
+        torch.testing.assert_close(out.depth, ref.depth)
+        if t == 0:  # nothing to recheck against: the refined mask as it was
+            torch.testing.assert_close(out.dynamic_prob, ref.dynamic_prob)
+        else:
+            assert not torch.allclose(out.dynamic_prob, ref.dynamic_prob)
+        torch.testing.assert_close(state.prev_weight, 1 - out.dynamic_prob)
     # without the photometric refinement the recheck does not run
     model.config.heads.pose_refinement = base.config.heads.pose_refinement = "none"
-    state, plain = model.init_state(1, (64, 96)), base.init_state(1, (64, 96))
-    with torch.no_grad():
-        for t in range(2):
-            out, state = model.step(frames[t], state)
-            ref, plain = base.step(frames[t], plain)
-            torch.testing.assert_close(out.dynamic_prob, ref.dynamic_prob)
+    for _, out, _, ref in _side_by_side(model, base, frames[:2]):
+        torch.testing.assert_close(out.dynamic_prob, ref.dynamic_prob)
 
 
 def test_the_recheck_needs_the_refinement_guide():
