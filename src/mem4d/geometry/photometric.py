@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mem4d.geometry.camera import depth_to_pts_cam, project
 from mem4d.geometry.rotation import axis_angle_to_matrix
+from mem4d.geometry.se3 import transform_points
 
 __all__ = ["COARSEST_SIDE", "photometric_align", "photometric_residuals", "pyramid_levels", "warp_residual"]
 
@@ -293,7 +295,7 @@ def warp_residual(image_b: Tensor, depth_b: Tensor, image_a: Tensor, intrinsics:
         (residual (B, H, W): the mean over channels of the absolute difference, zero where the
         pixel has no depth or leaves image a; inside (B, H, W) bool: where it does not).
     """
-    B, _, H, W = image_b.shape
+    H, W = image_b.shape[-2:]
 
     def standard(x: Tensor) -> Tensor:
         x = x.float()
@@ -301,19 +303,12 @@ def warp_residual(image_b: Tensor, depth_b: Tensor, image_a: Tensor, intrinsics:
         return (x - mean) / (x.std(dim=(2, 3), keepdim=True) + 1e-6)  # a flat channel stays zero
 
     depth = torch.nan_to_num(depth_b.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    K, T = intrinsics.float(), b2a.float()
-    v, u = torch.meshgrid(torch.arange(H, device=depth.device, dtype=torch.float32),
-                          torch.arange(W, device=depth.device, dtype=torch.float32), indexing="ij")
-    fx, fy, cx, cy = (K[:, i, j, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
-    X = torch.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], 1).flatten(2)  # (B, 3, HW)
-    Y = T[:, :3, :3] @ X + T[:, :3, 3, None]
-    Z = Y[:, 2]
-    in_front = Z > eps
-    iz = 1 / torch.where(in_front, Z, torch.ones_like(Z))
-    up = K[:, 0, 0, None] * Y[:, 0] * iz + K[:, 0, 2, None]
-    vp = K[:, 1, 1, None] * Y[:, 1] * iz + K[:, 1, 2, None]
-    grid = torch.stack([(up + 0.5) * (2 / W) - 1, (vp + 0.5) * (2 / H) - 1], -1).view(B, H, W, 2)
+    K = intrinsics.float()
+    pts_a = transform_points(b2a.float(), depth_to_pts_cam(depth, K))  # (B, H, W, 3) in camera a
+    uv = project(K, pts_a)  # (B, H, W, 2), integer = pixel centre
+    grid = torch.stack([(uv[..., 0] + 0.5) * (2 / W) - 1, (uv[..., 1] + 0.5) * (2 / H) - 1], -1)
     sampled = F.grid_sample(standard(image_a), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (in_front & (up >= 0) & (up <= W - 1) & (vp >= 0) & (vp <= H - 1)).view(B, H, W) & (depth > 0)
+    u, v = uv.unbind(-1)
+    inside = (pts_a[..., 2] > eps) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1) & (depth > 0)
     residual = (sampled - standard(image_b)).abs().mean(1)
     return torch.where(inside, residual, torch.zeros_like(residual)), inside
