@@ -24,8 +24,8 @@
 #            shipped, i.e. rounded to float16)
 #   8. mp2:  the same from mp, 600 steps at lr 2e-4 with data seed 9191 and train seed 17
 #   9. default: scripts/ship_default_model.py --ckpt RUNS/mp2/final --pose-refinement photometric
-#      --refine-probes --refine-focal --out RUNS/default (float16, as shipped; compare it with
-#      src/mem4d/weights/default; the two refine flags are inference settings, no training)
+#      --refine-probes --refine-focal --loop-closure --out RUNS/default (float16, as shipped; compare it
+#      with src/mem4d/weights/default; the refine and loop-closure flags are inference settings, no training)
 # A stage that finished is skipped (RUNS/NAME/.done); an interrupted one continues with --resume.
 set -euo pipefail
 
@@ -89,4 +89,4 @@ NPROC=1 stage mp configs/motion-photometric-tiny.yaml --set "model.init_from=$RU
 stage mp2 configs/motion-photometric-tiny.yaml --set "model.init_from=$RUNS/mp/final" --set train.steps=600 \
     --set train.lr=2.0e-4 --set train.warmup_steps=30 --set data.seed=9191 --set train.seed=17 --set train.val_every=200
 run "$PY" scripts/ship_default_model.py --ckpt "$RUNS/mp2/final" --pose-refinement photometric --refine-probes \
-    --refine-focal --out "$RUNS/default"
+    --refine-focal --loop-closure --out "$RUNS/default"

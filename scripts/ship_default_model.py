@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="record heads.refine_probes: true (the refinement probes 8 turns of the velocity)")
     parser.add_argument("--refine-focal", action="store_true",
                         help="record heads.refine_focal: true (the focal length calibrated from the motion)")
+    parser.add_argument("--loop-closure", action="store_true",
+                        help="record heads.loop_closure: true (refined poses closed against old keyframes in view)")
     parser.add_argument("--blend-with", type=Path, default=None,
                         help="checkpoint folder (or 'default') to interpolate --ckpt with, e.g. the model a run "
                              "started from")
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         model.config = dataclasses.replace(model.config, heads=heads)
-    for flag, field in ((args.refine_probes, "refine_probes"), (args.refine_focal, "refine_focal")):
+    for flag, field in ((args.refine_probes, "refine_probes"), (args.refine_focal, "refine_focal"),
+                        (args.loop_closure, "loop_closure")):
         if flag:
             heads = dataclasses.replace(model.config.heads, **{field: True})
             model.config = dataclasses.replace(model.config, heads=heads)

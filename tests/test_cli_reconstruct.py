@@ -546,6 +546,21 @@ def test_pose_refinement_option_matches_the_refined_model(inputs, tmp_path):
     written = torch.as_tensor(read_tum_trajectory(out / "trajectory.txt").cam2world, dtype=torch.float32)
     torch.testing.assert_close(written[:, :3, 3], refined[:, :3, 3], atol=1e-4, rtol=1e-3)
     assert (refined[:, :3, 3] - plain[:, :3, 3]).norm(dim=-1).max() > 1e-3  # the option changed the poses
+    model_meta = json.loads((out / "meta.json").read_text())["model"]
+    assert (model_meta["pose_refinement"], model_meta["loop_closure"]) == ("photometric", False)
+
+
+def test_loop_closure_option_is_recorded_and_off_keeps_the_chained_poses(inputs, tmp_path):
+    from mem4d.eval.trajectory_io import read_tum_trajectory
+
+    args = ("--pose-refinement", "photometric", "--no-video", "--no-glb")
+    assert _run(inputs["frames"], tmp_path / "on", inputs["ckpt"], *args, "--loop-closure", "on") == 0
+    assert _run(inputs["frames"], tmp_path / "off", inputs["ckpt"], *args, "--loop-closure", "off") == 0
+    on, off = (json.loads((tmp_path / n / "meta.json").read_text())["model"]["loop_closure"] for n in ("on", "off"))
+    assert (on, off) == (True, False)
+    # a clip shorter than the closure's 10-frame gap cannot close a loop: both give the chained poses
+    poses = [read_tum_trajectory(tmp_path / n / "trajectory.txt").cam2world for n in ("on", "off")]
+    torch.testing.assert_close(torch.as_tensor(poses[0]), torch.as_tensor(poses[1]))
 
 
 def test_glob_input_and_max_frames(inputs, tmp_path):

@@ -81,3 +81,4 @@ def test_the_last_step_ships_with_the_shipped_models_inference_settings(tmp_path
     assert ship[ship.index("--pose-refinement") + 1] == heads["pose_refinement"]
     assert ("--refine-probes" in ship) == heads.get("refine_probes", False)
     assert ("--refine-focal" in ship) == heads.get("refine_focal", False)
+    assert ("--loop-closure" in ship) == heads.get("loop_closure", False)

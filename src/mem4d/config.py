@@ -406,6 +406,11 @@ class HeadsConfig(_Config):
             degrees re-runs its alignment at 9 focal scales of that mean (0.5-2x), their costs
             are summed over the stream, and the output's intrinsics and ``pts_cam`` take the
             scale of the lowest sum once the camera has turned enough to tell.
+        loop_closure: with ``"photometric"`` [not in the paper; inference only]: the refined
+            pose of each frame is also aligned against the oldest stored keyframe in view that
+            is at least 10 frames old, and takes that alignment where it fits clearly better than
+            the chained pose (`mem4d.model.loop_closure`): the drift of the chained poses ends
+            where the video returns to a place it has seen. Up to 16 keyframes per stream.
     """
 
     dpt_features: int = 256
@@ -431,6 +436,7 @@ class HeadsConfig(_Config):
     motion_photometric: bool = False
     refine_probes: bool = False
     refine_focal: bool = False
+    loop_closure: bool = False
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
@@ -449,7 +455,7 @@ class HeadsConfig(_Config):
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
         for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "motion_photometric",
-                     "refine_probes", "refine_focal"):
+                     "refine_probes", "refine_focal", "loop_closure"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

@@ -25,7 +25,7 @@ REQUIRED = ("norm on memory tokens", "final LayerNorm in E_p", "DPT stages", "fr
             "flow and weight losses", "motion head reads the fit", "no pose gradient into the depth",
             "fit points from the depth", "scale-invariant pointmap term", "mask refined at 4 pixels",
             "epipolar distance into the mask", "rotation probes", "focal length from the motion",
-            "soft IoU motion term", "mask rechecked under the refined pose")
+            "soft IoU motion term", "mask rechecked under the refined pose", "loop closure")
 NO_SWITCH_YET: set[str] = set()  # every departure can be turned off
 MODEL_SECTIONS = {"encoder", "tca", "tdm", "psm", "decoder", "heads", "unified"}  # nested Mem4DConfig sections
 

@@ -33,6 +33,7 @@ def test_the_default_model_ships_as_float16_within_50_mb():
     assert model.config.image_size == (96, 128)  # its training size, reconstruct's default
     assert model.config.heads.pose_refinement == "photometric"  # its poses come from the refinement
     assert model.config.heads.refine_probes and model.config.heads.refine_focal  # docs/RESULTS.md, "Fast turns"
+    assert model.config.heads.loop_closure  # docs/RESULTS.md, "Loop closure"
 
 
 def test_the_default_model_beats_the_no_information_baselines_on_held_out_scenes():

@@ -84,12 +84,12 @@ def test_ship_script_records_the_refinement_settings_and_refuses_a_bad_level(pai
     assert done.returncode == 0, done.stderr
     heads = Mem4D.from_pretrained(tmp_path / "out").config.heads
     assert (heads.pose_refinement, heads.refine_select_after) == ("photometric", 2)
-    assert (heads.refine_probes, heads.refine_focal) == (False, False)  # the checkpoint's own (off)
-    done = subprocess.run([*run, "--refine-probes", "--refine-focal", "--out", str(tmp_path / "fast")],
+    assert (heads.refine_probes, heads.refine_focal, heads.loop_closure) == (False, False, False)  # the checkpoint's own
+    done = subprocess.run([*run, "--refine-probes", "--refine-focal", "--loop-closure", "--out", str(tmp_path / "fast")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     heads = Mem4D.from_pretrained(tmp_path / "fast").config.heads
-    assert (heads.refine_probes, heads.refine_focal) == (True, True)
+    assert (heads.refine_probes, heads.refine_focal, heads.loop_closure) == (True, True, True)
     bad = subprocess.run([*run, "--refine-select-after", "-1", "--out", str(tmp_path / "bad")], capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "refine_select_after" in bad.stderr and not (tmp_path / "bad").exists()

@@ -59,6 +59,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="camera poses from the network alone (none) or refined by photometric alignment of "
                    "consecutive frames on the predicted depth (photometric); default: what the model's config says "
                    "(the shipped model: photometric)")
+    g.add_argument("--loop-closure", choices=["on", "off"], default=None,
+                   help="with the photometric refinement, close the refined poses against old keyframes in view "
+                   "where the video returns to a place it has seen (on; the frame that closes a loop jumps by the "
+                   "drift it removes) or keep the chained poses (off); default: what the model's config says (the "
+                   "shipped model: on)")
     g = p.add_argument_group("input")
     g.add_argument("--size", default=None, metavar="N",
                    help="long side of the processed frames in pixels, a multiple of 16; the short side follows the "
@@ -246,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
         if args.pose_refinement is not None:
             heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
             model.config = dataclasses.replace(model.config, heads=heads)
+        if args.loop_closure is not None:
+            heads = dataclasses.replace(model.config.heads, loop_closure=args.loop_closure == "on")
+            model.config = dataclasses.replace(model.config, heads=heads)
         patch = int(model.config.encoder.patch_size)
         long_side = size if size is not None else max(model.config.image_size)
         warned: set[str] = set()
@@ -319,7 +327,9 @@ def run(args: argparse.Namespace) -> int:
             "input_kind": source.kind,
             "ckpt": str(args.ckpt),
             "model": {"dim": model.config.dim, "variant": model.config.variant,
-                      "encoder_depth": model.config.encoder.depth, "patch_size": patch},
+                      "encoder_depth": model.config.encoder.depth, "patch_size": patch,
+                      "pose_refinement": model.config.heads.pose_refinement,
+                      "loop_closure": model.config.heads.loop_closure},
             "source_size": list(pre.source_size),
             "resized_size": list(pre.resized_size or ()),
             "crop_top_left": list(pre.crop),

@@ -32,6 +32,7 @@ from mem4d.model.correspondence import CorrespondenceHead
 from mem4d.model.decoder import FusionDecoder
 from mem4d.model.encoder import ImageEncoder
 from mem4d.model.heads import PointmapHead
+from mem4d.model.loop_closure import close_loop
 from mem4d.model.motion_head import MotionHead
 from mem4d.model.outputs import FrameOutput, SequenceOutput
 from mem4d.model.positions import frame_positions
@@ -184,6 +185,8 @@ class Mem4D(nn.Module):
                                          probes=cfg.heads.refine_probes, focal=cfg.heads.refine_focal)
             if cfg.heads.motion_photometric and t > 0 and match is not None and out.dynamic_prob is not None:
                 out, new_state = self._recheck_motion(frame, out, state, new_state, match.guide)
+            if cfg.heads.loop_closure:
+                out, new_state = close_loop(frame, out, new_state, t)
         return out, new_state
 
     def _recheck_motion(self, frame: Tensor, out: FrameOutput, state: StreamState, new_state: StreamState,

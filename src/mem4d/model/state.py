@@ -29,6 +29,11 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
   hypothesis summed over the frames so far (`mem4d.model.focal_calibration`), and
   ``intrinsics_sum`` (B, 3, 3), the network's intrinsics summed over them (their mean is the
   video's camera); None otherwise.
+- ``key_images`` (B, C, 3, h, w), ``key_depths`` / ``key_weights`` (B, C, h, w), ``key_cam2world``
+  (B, C, 4, 4) and ``key_frames`` (B, C, frame index, -1 for an empty slot): with
+  ``heads.loop_closure``, the keyframes that later frames close loops against
+  (`mem4d.model.loop_closure`: C = its ``CAPACITY``, stored with a long side of at most its
+  ``KEY_SIDE``, allocated whole at frame 0); None otherwise.
 
 Size: grows during the first ``history + psm.capacity`` frames, then stays bounded: the
 queue and the feature window are full, and only the number of partial compressed groups
@@ -53,7 +58,8 @@ __all__ = ["StreamState", "validate_frame"]
 
 _FORMAT = "mem4d.StreamState/1"
 _POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity", "prev_match_feats",
-                "prev_pts_cam", "focal_costs", "intrinsics_sum")
+                "prev_pts_cam", "focal_costs", "intrinsics_sum", "key_images", "key_depths", "key_weights",
+                "key_cam2world", "key_frames")
 
 
 @dataclass
@@ -79,6 +85,11 @@ class StreamState:
     prev_pts_cam: Tensor | None = None
     focal_costs: Tensor | None = None
     intrinsics_sum: Tensor | None = None
+    key_images: Tensor | None = None
+    key_depths: Tensor | None = None
+    key_weights: Tensor | None = None
+    key_cam2world: Tensor | None = None
+    key_frames: Tensor | None = None
 
     # ----- tensor plumbing -----
     def _map(self, fn: Callable[[Tensor], Tensor]) -> StreamState:

@@ -1,0 +1,181 @@
+"""Loop closure for the refined poses (``heads.loop_closure``) [not in the paper; inference only].
+
+The photometric refinement (`mem4d.model.pose_refinement`) chains frame-to-frame motions, so
+its error grows along the video: on the scene-memory loops (40 frames, 8-11 degrees a frame)
+the chained pose of a revisit frame is 1-19 degrees and 0.2-0.5 m off the frame it revisits.
+Aligning the revisit frame directly against that old frame, started from the chained guess,
+brings most of them to 0.1-0.2 degrees and under 2 cm (docs/RESULTS.md, "Loop closure").
+
+What it keeps: up to ``CAPACITY`` keyframes per stream (image, refined depth, static weight,
+refined pose and frame index), stored at a resolution whose long side is at most
+``KEY_SIDE`` pixels, so the state stays bounded whatever the video's length or size. A frame
+becomes a keyframe when no stored keyframe is predicted to see ``NOVELTY`` of its view (the
+first frame always is); when the store is full, the oldest keyframe after frame 0 makes room.
+
+What it does, every ``EVERY``-th frame t after the refinement: among the keyframes at least ``MIN_GAP``
+frames old, the oldest one whose pixels (lifted by their depth, moved by the chained poses)
+land at least ``ATTEMPT`` inside frame t is aligned to frame t (`photometric_align`, started
+from the chained relative pose and from no relative motion, plus the rotation probes). Older
+keyframes come first because they carry less drift. The closure is kept when at least
+``ACCEPT`` of the keyframe's pixels land inside frame t under it and its photometric cost is at
+most ``COST_RATIO`` times the chained pose's: frame t's pose becomes
+``cam2world_key @ inverse(key -> t)``, and the next frames chain from it (no pose graph:
+earlier frames keep their poses, as in relocalisation). Causal: it reads frame t and stored
+past frames only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mem4d.geometry.camera import depth_to_pts_cam, project
+from mem4d.geometry.photometric import photometric_align, photometric_residuals
+from mem4d.geometry.rotation import matrix_to_quat, se3_orthonormalize
+from mem4d.geometry.se3 import se3_inverse, transform_points
+from mem4d.model.outputs import FrameOutput
+from mem4d.model.pose_refinement import rotation_probes
+from mem4d.model.state import StreamState
+
+__all__ = ["CAPACITY", "KEY_SIDE", "close_loop", "key_factor", "view_overlap"]
+
+CAPACITY = 16  # keyframes kept per stream
+KEY_SIDE = 128  # keyframes are stored halved until their long side is at most this many pixels
+NOVELTY = 0.5  # a frame is a keyframe when no keyframe is predicted to see this much of its view
+EVERY = 4  # a closure is tried on every EVERY-th frame (each try costs about one more alignment)
+MIN_GAP = 10  # keyframes younger than this many frames are not closed against (the chain is fresh there)
+ATTEMPT = 0.4  # the predicted share of a keyframe's pixels inside frame t to try a closure
+ACCEPT = 0.5  # the share inside frame t under the closure's motion to keep it
+COST_RATIO = 0.3  # the closure's photometric cost over the chained pose's, at most (0.5 let a wrong one through)
+_GRID = 8  # the overlap is counted on every _GRID-th pixel of the stored keyframe
+
+
+def key_factor(image_size: tuple[int, int]) -> int:
+    """The power of 2 that keyframes of frames ``image_size`` (H, W) are shrunk by: 1 at 96x128,
+    2 at 192x256, 4 at 384x512."""
+    f = 1
+    while max(image_size) / f > KEY_SIDE:
+        f *= 2
+    return f
+
+
+def _shrink(frame: Tensor, depth: Tensor, weight: Tensor, K: Tensor, f: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(B, 3, H, W), (B, H, W), (B, H, W), (B, 3, 3) -> the same ``f`` times smaller (depth averaged
+    over its valid pixels, intrinsics moved to the new pixel grid)."""
+    if f == 1:
+        return frame, depth, weight, K
+    valid = (depth > 0).float()
+    num = F.avg_pool2d((depth * valid)[:, None], f)[:, 0]
+    den = F.avg_pool2d(valid[:, None], f)[:, 0]
+    K = K.clone()
+    K[:, :2, :2] = K[:, :2, :2] / f
+    K[:, :2, 2] = (K[:, :2, 2] + 0.5) / f - 0.5
+    return (F.avg_pool2d(frame, f), torch.where(den > 0, num / den.clamp_min(1e-12), 0.0),
+            F.avg_pool2d(weight[:, None], f)[:, 0], K)
+
+
+def view_overlap(depth: Tensor, weight: Tensor, K: Tensor, a2b: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """The share of frame a's static pixels with depth that land inside frame b.
+
+    Args:
+        depth, weight: (N, h, w) frame a's depth and static weight (pixels with weight > 0.5 count).
+        K: (N, 3, 3) intrinsics of both frames on that pixel grid.
+        a2b: (N, 4, 4) motion from camera a to camera b.
+        image_size: (h, w) of frame b.
+    Returns:
+        (N,) in [0, 1] (0 where frame a has no such pixel).
+    """
+    d, w = depth[:, ::_GRID, ::_GRID], weight[:, ::_GRID, ::_GRID]
+    Ks = K.clone()
+    Ks[:, :2, :2] = Ks[:, :2, :2] / _GRID
+    Ks[:, :2, 2] = Ks[:, :2, 2] / _GRID  # pixel (i, j) of the subsampled grid is pixel (i, j) * _GRID
+    pts = depth_to_pts_cam(d, Ks)  # (N, h', w', 3)
+    moved = transform_points(a2b[:, None, None], pts)
+    uv = project(K[:, None, None], moved)
+    h, w_ = image_size
+    inside = (moved[..., 2] > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] <= w_ - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
+    counted = (d > 0) & (w > 0.5)
+    return (inside & counted).flatten(1).sum(1) / counted.flatten(1).sum(1).clamp_min(1)
+
+
+def _cost(image_a: Tensor, depth_a: Tensor, weight_a: Tensor, image_b: Tensor, K: Tensor, a2b: Tensor) -> Tensor:
+    """The photometric cost (B,) of frame b against frame a under ``a2b`` at full resolution."""
+    cost, mask = photometric_residuals(image_a, depth_a, image_b, K, a2b, weight_a)
+    return (cost * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+def _empty_keys(B: int, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
+    h, w = size
+    z = dict(device=device, dtype=torch.float32)
+    return {"key_images": torch.zeros(B, CAPACITY, 3, h, w, **z), "key_depths": torch.zeros(B, CAPACITY, h, w, **z),
+            "key_weights": torch.zeros(B, CAPACITY, h, w, **z), "key_cam2world": torch.eye(4, **z).repeat(B, CAPACITY, 1, 1),
+            "key_frames": torch.full((B, CAPACITY), -1, dtype=torch.long, device=device)}
+
+
+@torch.no_grad()
+def close_loop(frame: Tensor, out: FrameOutput, new_state: StreamState, t: int) -> tuple[FrameOutput, StreamState]:
+    """Closes frame ``t``'s refined pose against an old keyframe where one is in view, and keeps
+    frame t as a keyframe where none is.
+
+    Args:
+        frame: (B, 3, H, W) frame t.
+        out: its `FrameOutput` after the refinement (refined ``cam2world``, depth, intrinsics).
+        new_state: the state after frame t (``prev_weight``: frame t's static weight; the
+            keyframe fields of frames before t).
+    Returns:
+        (the output with cam2world / quat_wxyz / translation / pts_world replaced where a loop
+        closed; the state with those poses and the updated keyframes).
+    """
+    B = frame.shape[0]
+    f = key_factor(tuple(frame.shape[-2:]))
+    weight = torch.ones_like(out.depth.float()) if new_state.prev_weight is None else new_state.prev_weight.float()
+    image, depth, weight, K = _shrink(frame.float(), out.depth.detach().float(), weight, out.intrinsics.detach().float(), f)
+    size = tuple(image.shape[-2:])
+    keys = {name: getattr(new_state, name) for name in _empty_keys(1, (1, 1), frame.device)}
+    if keys["key_frames"] is None:
+        keys = _empty_keys(B, size, frame.device)
+    cam2world = out.cam2world.detach().float().clone()
+    closed = torch.zeros(B, dtype=torch.bool, device=frame.device)
+    inserted = False
+    for b in range(B):
+        stored = (keys["key_frames"][b] >= 0).nonzero().flatten()
+        Kb = K[b:b + 1]
+        if len(stored):
+            k2t = se3_inverse(cam2world[b]).expand(len(stored), 4, 4) @ keys["key_cam2world"][b, stored]
+            seen = view_overlap(keys["key_depths"][b, stored], keys["key_weights"][b, stored],
+                                Kb.expand(len(stored), 3, 3), k2t, size)
+            old = (t - keys["key_frames"][b, stored] >= MIN_GAP) & (seen >= ATTEMPT) & (t % EVERY == 0)
+            if bool(old.any()):
+                i = int(torch.where(old, keys["key_frames"][b, stored], t + 1).argmin())  # the oldest in view
+                j = int(stored[i])
+                key = (keys["key_images"][b, j][None], keys["key_depths"][b, j][None], keys["key_weights"][b, j][None])
+                guess = k2t[i][None]
+                starts = torch.stack([guess, torch.eye(4, device=frame.device)[None]])
+                a2b, cost = photometric_align(key[0], key[1], image[b:b + 1], Kb, init_a2b=starts, weight_a=key[2],
+                                              probe_a2b=rotation_probes(guess, Kb, size))
+                chained = _cost(key[0], key[1], key[2], image[b:b + 1], Kb, guess)
+                kept = view_overlap(key[1], key[2], Kb, a2b, size)
+                if float(kept) >= ACCEPT and float(cost) <= COST_RATIO * float(chained):
+                    cam2world[b] = se3_orthonormalize(keys["key_cam2world"][b, j] @ se3_inverse(a2b[0]))
+                    closed[b] = True
+                    k2t = se3_inverse(cam2world[b]).expand(len(stored), 4, 4) @ keys["key_cam2world"][b, stored]
+                    seen = view_overlap(keys["key_depths"][b, stored], keys["key_weights"][b, stored],
+                                        Kb.expand(len(stored), 3, 3), k2t, size)
+            if float(seen.max()) >= NOVELTY:
+                continue
+        if not inserted:  # the state is never changed in place: copy the keyframes once per step
+            keys = {name: value.clone() for name, value in keys.items()}
+            inserted = True
+        frames = keys["key_frames"][b]
+        empty = (frames < 0).nonzero().flatten()
+        j = int(empty[0]) if len(empty) else int(torch.where(frames > 0, frames, t + 1).argmin())
+        keys["key_images"][b, j], keys["key_depths"][b, j], keys["key_weights"][b, j] = image[b], depth[b], weight[b]
+        keys["key_cam2world"][b, j], keys["key_frames"][b, j] = cam2world[b], t
+    if bool(closed.any()):
+        pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
+        out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
+                      translation=cam2world[:, :3, 3], pts_world=pts_world)
+    return out, replace(new_state, cam2world=cam2world, **keys)

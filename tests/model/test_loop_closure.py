@@ -1,0 +1,162 @@
+"""``heads.loop_closure``: refined poses closed against old keyframes in view; bounded keyframes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import build_procrustes, make_clip
+
+from mem4d.geometry.rotation import axis_angle_to_matrix
+from mem4d.model import loop_closure
+from mem4d.model.loop_closure import CAPACITY, close_loop, key_factor, view_overlap
+from mem4d.model.outputs import FrameOutput
+from mem4d.model.state import StreamState
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _loop(T: int = 40):
+    from mem4d.data.synthetic import make_scene
+
+    return make_scene(3, T, image_size=(64, 96), dynamic=False, camera_path="loop")
+
+
+def _output(s, t: int, cam2world: torch.Tensor) -> FrameOutput:
+    """Frame t of scene ``s`` as the network would give it, with exact depth and the pose ``cam2world`` (4, 4)."""
+    from mem4d.geometry.camera import depth_to_pts_cam
+
+    depth = torch.where(s.valid[t], s.depth[t], torch.zeros_like(s.depth[t]))[None]
+    pts_cam = depth_to_pts_cam(depth, s.intrinsics[t:t + 1])
+    return FrameOutput(pts_world=pts_cam, conf_world=torch.ones_like(depth), pts_cam=pts_cam,
+                       conf_cam=torch.ones_like(depth), depth=depth, dynamic_prob=torch.zeros_like(depth),
+                       cam2world=cam2world[None].clone(), quat_wxyz=torch.tensor([[1.0, 0, 0, 0]]),
+                       translation=cam2world[None, :3, 3].clone(), intrinsics=s.intrinsics[t:t + 1],
+                       fov_x=torch.ones(1))
+
+
+def _turn(deg: float) -> torch.Tensor:
+    T = torch.eye(4)
+    T[:3, :3] = axis_angle_to_matrix(torch.tensor([0.0, math.radians(deg), 0.0]))
+    return T
+
+
+def _angle(a: torch.Tensor, b: torch.Tensor) -> float:
+    c = ((a[:3, :3].T @ b[:3, :3]).trace() - 1) / 2
+    return math.degrees(math.acos(float(c.clamp(-1, 1))))
+
+
+def test_key_factor_keeps_the_stored_long_side_at_most_key_side():
+    assert [key_factor(s) for s in [(96, 128), (192, 256), (384, 512), (720, 1280), (64, 64)]] == [1, 2, 4, 16, 1]
+
+
+def test_view_overlap_is_one_in_place_and_zero_when_turned_away():
+    s = _loop(2)
+    depth, K = s.depth[:1], s.intrinsics[:1]
+    weight = torch.ones_like(depth)
+    assert float(view_overlap(depth, weight, K, torch.eye(4)[None], (64, 96))) == pytest.approx(1.0)
+    assert float(view_overlap(depth, weight, K, _turn(180)[None], (64, 96))) == 0.0
+    half = float(view_overlap(depth, weight, K, _turn(20)[None], (64, 96)))
+    assert 0.2 < half < 0.9
+    # moving pixels (weight 0) do not count
+    assert float(view_overlap(depth, torch.zeros_like(depth), K, torch.eye(4)[None], (64, 96))) == 0.0
+
+
+def test_a_drifted_revisit_is_closed_onto_the_keyframe_it_sees():
+    s = _loop()
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    assert state.key_frames[0].tolist().count(0) == 1 and int((state.key_frames[0] >= 0).sum()) == 1
+    # the loop's last frames look where frame 0 looked; their chained pose has drifted by 8 degrees
+    t = 36 if 36 % loop_closure.EVERY == 0 else 40 - 40 % loop_closure.EVERY
+    drifted = s.cam2world[t] @ _turn(8.0)
+    assert _angle(drifted, s.cam2world[t]) > 7.9
+    out, new = close_loop(s.images[t:t + 1], _output(s, t, drifted), state, t)
+    assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0  # under a pixel of 64x96 (8 pixels before)
+    torch.testing.assert_close(new.cam2world, out.cam2world)
+    torch.testing.assert_close(out.pts_world[0], (out.cam2world[0, :3, :3] @ out.pts_cam[0][..., None])[..., 0]
+                               + out.cam2world[0, :3, 3], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(state.cam2world[0], s.cam2world[0])  # the state handed in is not changed
+    assert state.key_frames[0].tolist() == [0] + [-1] * (CAPACITY - 1)
+
+
+def test_no_closure_before_the_gap_nor_where_no_keyframe_is_in_view():
+    s = _loop()
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    drifted = s.cam2world[0] @ _turn(8.0)
+    t = loop_closure.EVERY * max(1, (loop_closure.MIN_GAP - 1) // loop_closure.EVERY)  # too young to close against
+    out, _ = close_loop(s.images[:1], _output(s, 0, drifted), state, t)
+    torch.testing.assert_close(out.cam2world[0], drifted)
+    # the middle of the loop looks the other way: no closure, and the frame becomes a keyframe
+    m = 20 - 20 % loop_closure.EVERY
+    out, new = close_loop(s.images[m:m + 1], _output(s, m, s.cam2world[m] @ _turn(8.0)), state, m)
+    torch.testing.assert_close(out.cam2world[0], s.cam2world[m] @ _turn(8.0))
+    assert sorted(int(f) for f in new.key_frames[0] if f >= 0) == [0, m]
+
+
+def test_a_wrong_closure_is_refused():
+    """A frame of another scene that happens to be in the keyframe's predicted view does not
+    pull the pose: the alignment finds nothing better than the chained pose."""
+    from mem4d.data.synthetic import make_scene
+
+    s, other = _loop(), make_scene(9, 1, image_size=(64, 96), dynamic=False, environment="courtyard")
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    t = 36 - 36 % loop_closure.EVERY
+    pose = s.cam2world[t] @ _turn(3.0)
+    out, _ = close_loop(other.images[:1], _output(s, t, pose), state, t)
+    torch.testing.assert_close(out.cam2world[0], pose)
+
+
+def test_the_keyframes_stay_bounded_on_a_long_stream_and_the_state_round_trips(tmp_path):
+    model = build_procrustes(0, pose_refinement="photometric", loop_closure=True)
+    clip = make_clip(3 * CAPACITY, H=64, W=64)
+    state = model.init_state(1, (64, 64))
+    sizes = []
+    with torch.inference_mode():
+        for t in range(clip.shape[1]):
+            _, state = model.step(clip[:, t], state)
+            sizes.append(state.key_images.nbytes)
+            if t == 5:
+                state.save(tmp_path / "s.safetensors")
+                resumed = StreamState.load(tmp_path / "s.safetensors")
+    assert len(set(sizes)) == 1 and state.key_images.shape[1] == CAPACITY
+    frames = state.key_frames[0]
+    assert int((frames >= 0).sum()) <= CAPACITY and int(frames.max()) < clip.shape[1]
+    for name in ("key_images", "key_depths", "key_weights", "key_cam2world", "key_frames"):
+        assert getattr(resumed, name) is not None
+    # resuming from the saved state gives the same next frames as the stream itself
+    with torch.inference_mode():
+        a, sa = model.step(clip[:, 6], resumed)
+        ref_state = model.init_state(1, (64, 64))
+        for t in range(7):
+            b, ref_state = model.step(clip[:, t], ref_state)
+    torch.testing.assert_close(a.cam2world, b.cam2world)
+    torch.testing.assert_close(sa.key_frames, ref_state.key_frames)
+
+
+def test_loop_closure_changes_nothing_without_the_refinement_and_is_off_in_the_presets():
+    from mem4d.config import HeadsConfig, Mem4DConfig
+
+    assert Mem4DConfig.tiny().heads.loop_closure is False
+    with pytest.raises(ValueError, match="loop_closure"):
+        HeadsConfig(loop_closure="yes")
+    plain = build_procrustes(0)
+    closing = build_procrustes(0, loop_closure=True)
+    clip = make_clip(4, H=64, W=64)
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(clip).cam2world, closing(clip).cam2world)
+
+
+
+def test_a_full_store_keeps_frame_0_and_drops_the_oldest_other_keyframe():
+    s = _loop(2)
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    n = CAPACITY + 3
+    for t in range(n):  # every frame looks a new way (turned 100 degrees about the vertical, then lifted)
+        pose = torch.eye(4)
+        pose[:3, 3] = torch.tensor([0.0, 10.0 * t, 0.0])
+        _, state = close_loop(s.images[:1], _output(s, 0, pose @ _turn(100.0 * t)), state, t)
+    assert sorted(state.key_frames[0].tolist()) == [0] + list(range(n - CAPACITY + 1, n))
