@@ -409,7 +409,7 @@ class HeadsConfig(_Config):
         loop_closure: with ``"photometric"`` [not in the paper; inference only]: the refined
             pose of each frame is also aligned against the oldest stored keyframe in view that
             is at least 10 frames old, and takes that alignment where it fits clearly better than
-            the chained pose (`mem4d.model.loop_closure`): the drift of the chained poses ends
+            the chained pose and about as well as consecutive frames do (`mem4d.model.loop_closure`): the drift of the chained poses ends
             where the video returns to a place it has seen. Up to 16 keyframes per stream.
     """
 

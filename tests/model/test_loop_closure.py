@@ -36,6 +36,24 @@ def _output(s, t: int, cam2world: torch.Tensor) -> FrameOutput:
                        fov_x=torch.ones(1))
 
 
+def _states(s, state: StreamState, t: int) -> tuple[StreamState, StreamState]:
+    """The states before and after frame t of scene ``s`` as the refinement leaves them: frame t-1's
+    image, exact depth and weight before; the true motion t-1 -> t after."""
+    from dataclasses import replace
+
+    from mem4d.geometry.se3 import cam_a2cam_b
+
+    before = replace(state, prev_image=s.images[t - 1:t], prev_depth=s.depth[t - 1:t] * s.valid[t - 1:t],
+                     prev_weight=torch.ones_like(s.depth[t - 1:t]))
+    return before, replace(before, pose_velocity=cam_a2cam_b(s.cam2world[t - 1:t], s.cam2world[t:t + 1]))
+
+
+def _close(s, t: int, cam2world: torch.Tensor, state: StreamState, image: torch.Tensor | None = None):
+    """`close_loop` of frame t of scene ``s`` (or ``image``) with the refined pose ``cam2world``."""
+    before, after = _states(s, state, t) if t > 0 else (state, state)
+    return close_loop(s.images[t:t + 1] if image is None else image, _output(s, t, cam2world), before, after, t)
+
+
 def _turn(deg: float) -> torch.Tensor:
     T = torch.eye(4)
     T[:3, :3] = axis_angle_to_matrix(torch.tensor([0.0, math.radians(deg), 0.0]))
@@ -66,13 +84,13 @@ def test_view_overlap_is_one_in_place_and_zero_when_turned_away():
 def test_a_drifted_revisit_is_closed_onto_the_keyframe_it_sees():
     s = _loop()
     state = StreamState(batch_size=1, image_size=(64, 96))
-    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    _, state = _close(s, 0, s.cam2world[0], state)
     assert state.key_frames[0].tolist().count(0) == 1 and int((state.key_frames[0] >= 0).sum()) == 1
     # the loop's last frames look where frame 0 looked; their chained pose has drifted by 8 degrees
     t = 36 if 36 % loop_closure.EVERY == 0 else 40 - 40 % loop_closure.EVERY
     drifted = s.cam2world[t] @ _turn(8.0)
     assert _angle(drifted, s.cam2world[t]) > 7.9
-    out, new = close_loop(s.images[t:t + 1], _output(s, t, drifted), state, t)
+    out, new = _close(s, t, drifted, state)
     assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0  # under a pixel of 64x96 (8 pixels before)
     torch.testing.assert_close(new.cam2world, out.cam2world)
     torch.testing.assert_close(out.pts_world[0], (out.cam2world[0, :3, :3] @ out.pts_cam[0][..., None])[..., 0]
@@ -84,14 +102,14 @@ def test_a_drifted_revisit_is_closed_onto_the_keyframe_it_sees():
 def test_no_closure_before_the_gap_nor_where_no_keyframe_is_in_view():
     s = _loop()
     state = StreamState(batch_size=1, image_size=(64, 96))
-    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    _, state = _close(s, 0, s.cam2world[0], state)
     drifted = s.cam2world[0] @ _turn(8.0)
     t = loop_closure.EVERY * max(1, (loop_closure.MIN_GAP - 1) // loop_closure.EVERY)  # too young to close against
-    out, _ = close_loop(s.images[:1], _output(s, 0, drifted), state, t)
+    out, _ = _close(s, t, drifted, state, image=s.images[:1])
     torch.testing.assert_close(out.cam2world[0], drifted)
     # the middle of the loop looks the other way: no closure, and the frame becomes a keyframe
     m = 20 - 20 % loop_closure.EVERY
-    out, new = close_loop(s.images[m:m + 1], _output(s, m, s.cam2world[m] @ _turn(8.0)), state, m)
+    out, new = _close(s, m, s.cam2world[m] @ _turn(8.0), state)
     torch.testing.assert_close(out.cam2world[0], s.cam2world[m] @ _turn(8.0))
     assert sorted(int(f) for f in new.key_frames[0] if f >= 0) == [0, m]
 
@@ -103,10 +121,10 @@ def test_a_wrong_closure_is_refused():
 
     s, other = _loop(), make_scene(9, 1, image_size=(64, 96), dynamic=False, environment="courtyard")
     state = StreamState(batch_size=1, image_size=(64, 96))
-    _, state = close_loop(s.images[:1], _output(s, 0, s.cam2world[0]), state, 0)
+    _, state = _close(s, 0, s.cam2world[0], state)
     t = 36 - 36 % loop_closure.EVERY
     pose = s.cam2world[t] @ _turn(3.0)
-    out, _ = close_loop(other.images[:1], _output(s, t, pose), state, t)
+    out, _ = _close(s, t, pose, state, image=other.images[:1])
     torch.testing.assert_close(out.cam2world[0], pose)
 
 
@@ -158,5 +176,30 @@ def test_a_full_store_keeps_frame_0_and_drops_the_oldest_other_keyframe():
     for t in range(n):  # every frame looks a new way (turned 100 degrees about the vertical, then lifted)
         pose = torch.eye(4)
         pose[:3, 3] = torch.tensor([0.0, 10.0 * t, 0.0])
-        _, state = close_loop(s.images[:1], _output(s, 0, pose @ _turn(100.0 * t)), state, t)
+        _, state = close_loop(s.images[:1], _output(s, 0, pose @ _turn(100.0 * t)), state, state, t)
     assert sorted(state.key_frames[0].tolist()) == [0] + list(range(n - CAPACITY + 1, n))
+
+
+def test_a_closure_must_fit_about_as_well_as_consecutive_frames_do():
+    """The same revisit that closes above is refused when frame t-1 -> t fit perfectly (the
+    consecutive-frame cost is the yardstick), and still closes when frame t is darker (its
+    channels are matched to the keyframe's before the alignment)."""
+    from dataclasses import replace
+
+    s = _loop()
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = _close(s, 0, s.cam2world[0], state)
+    t = 36 - 36 % loop_closure.EVERY
+    drifted = s.cam2world[t] @ _turn(8.0)
+    g = torch.Generator().manual_seed(0)
+    almost = (s.images[t:t + 1] + 0.002 * torch.rand(s.images[t:t + 1].shape, generator=g)).clamp(0, 1)
+    perfect = replace(state, prev_image=almost, prev_depth=s.depth[t:t + 1] * s.valid[t:t + 1],
+                      prev_weight=torch.ones_like(s.depth[t:t + 1]))
+    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), perfect,
+                        replace(perfect, pose_velocity=torch.eye(4)[None]), t)
+    torch.testing.assert_close(out.cam2world[0], drifted)
+    darker = 0.6 * s.images[t:t + 1] + 0.05
+    before, after = _states(s, state, t)
+    before = replace(before, prev_image=0.6 * before.prev_image + 0.05)  # the exposure changed a while ago
+    out, _ = close_loop(darker, _output(s, t, drifted), before, after, t)
+    assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0

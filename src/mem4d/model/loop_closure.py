@@ -17,8 +17,12 @@ frames old, the oldest one whose pixels (lifted by their depth, moved by the cha
 land at least ``ATTEMPT`` inside frame t is aligned to frame t (`photometric_align`, started
 from the chained relative pose and from no relative motion, plus the rotation probes). Older
 keyframes come first because they carry less drift. The closure is kept when at least
-``ACCEPT`` of the keyframe's pixels land inside frame t under it and its photometric cost is at
-most ``COST_RATIO`` times the chained pose's: frame t's pose becomes
+``ACCEPT`` of the keyframe's pixels land inside frame t under it, its photometric cost is at
+most ``COST_RATIO`` times the chained pose's and at most ``FLOOR_RATIO`` times that of frame t-1
+-> t under the refined motion (a right closure fits about as well as consecutive frames do; on
+the loops right ones ended at 0.2-1.7x that cost, wrong ones at 6.5-15x), frame t's channels
+first matched to the keyframe's mean and spread (exposure and white balance drift along a
+video): frame t's pose becomes
 ``cam2world_key @ inverse(key -> t)``, and the next frames chain from it (no pose graph:
 earlier frames keep their poses, as in relocalisation). Causal: it reads frame t and stored
 past frames only.
@@ -50,6 +54,8 @@ MIN_GAP = 10  # keyframes younger than this many frames are not closed against (
 ATTEMPT = 0.4  # the predicted share of a keyframe's pixels inside frame t to try a closure
 ACCEPT = 0.5  # the share inside frame t under the closure's motion to keep it
 COST_RATIO = 0.3  # the closure's photometric cost over the chained pose's, at most (0.5 let a wrong one through)
+FLOOR_RATIO = 3.0  # the closure's cost over that of frame t-1 -> t under the refined motion, at most
+MATCH_EXPOSURE = True  # frame t's channels matched to the keyframe's mean and spread before the closure
 _GRID = 8  # the overlap is counted on every _GRID-th pixel of the stored keyframe
 
 
@@ -107,6 +113,28 @@ def _cost(image_a: Tensor, depth_a: Tensor, weight_a: Tensor, image_b: Tensor, K
     return (cost * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
+def _match_exposure(image: Tensor, reference: Tensor) -> Tensor:
+    """``image`` (1, 3, h, w) with each channel's mean and spread moved to those of ``reference``:
+    an old keyframe may have been taken at another exposure or white balance."""
+    mean, std = image.mean((2, 3), keepdim=True), image.std((2, 3), keepdim=True).clamp_min(1e-4)
+    return (image - mean) / std * reference.std((2, 3), keepdim=True) + reference.mean((2, 3), keepdim=True)
+
+
+def _closure(key: tuple[Tensor, Tensor, Tensor], image: Tensor, K: Tensor, guess: Tensor, floor: float) -> Tensor | None:
+    """The keyframe -> frame t motion (1, 4, 4) if frame t ``image`` (1, 3, h, w) closes onto the
+    keyframe (image, depth, weight) started from ``guess`` (1, 4, 4); None if the fit is not
+    clearly right. ``floor``: the cost of frame t-1 -> t under the refined motion."""
+    image = _match_exposure(image, key[0]) if MATCH_EXPOSURE else image
+    size = tuple(image.shape[-2:])
+    starts = torch.stack([guess, torch.eye(4, device=image.device)[None]])
+    a2b, cost = photometric_align(key[0], key[1], image, K, init_a2b=starts, weight_a=key[2],
+                                  probe_a2b=rotation_probes(guess, K, size))
+    chained = _cost(key[0], key[1], key[2], image, K, guess)
+    kept = view_overlap(key[1], key[2], K, a2b, size)
+    ok = float(kept) >= ACCEPT and float(cost) <= COST_RATIO * float(chained) and float(cost) <= FLOOR_RATIO * floor
+    return a2b if ok else None
+
+
 def _empty_keys(B: int, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
     h, w = size
     z = dict(device=device, dtype=torch.float32)
@@ -116,13 +144,16 @@ def _empty_keys(B: int, size: tuple[int, int], device: torch.device) -> dict[str
 
 
 @torch.no_grad()
-def close_loop(frame: Tensor, out: FrameOutput, new_state: StreamState, t: int) -> tuple[FrameOutput, StreamState]:
+def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: StreamState,
+               t: int) -> tuple[FrameOutput, StreamState]:
     """Closes frame ``t``'s refined pose against an old keyframe where one is in view, and keeps
     frame t as a keyframe where none is.
 
     Args:
         frame: (B, 3, H, W) frame t.
         out: its `FrameOutput` after the refinement (refined ``cam2world``, depth, intrinsics).
+        state: the state before frame t (frame t-1's image, depth and weight: how well
+            consecutive frames fit, the closure's yardstick).
         new_state: the state after frame t (``prev_weight``: frame t's static weight; the
             keyframe fields of frames before t).
     Returns:
@@ -139,7 +170,7 @@ def close_loop(frame: Tensor, out: FrameOutput, new_state: StreamState, t: int) 
         keys = _empty_keys(B, size, frame.device)
     cam2world = out.cam2world.detach().float().clone()
     closed = torch.zeros(B, dtype=torch.bool, device=frame.device)
-    inserted = False
+    inserted, floor = False, None
     for b in range(B):
         stored = (keys["key_frames"][b] >= 0).nonzero().flatten()
         Kb = K[b:b + 1]
@@ -152,13 +183,11 @@ def close_loop(frame: Tensor, out: FrameOutput, new_state: StreamState, t: int) 
                 i = int(torch.where(old, keys["key_frames"][b, stored], t + 1).argmin())  # the oldest in view
                 j = int(stored[i])
                 key = (keys["key_images"][b, j][None], keys["key_depths"][b, j][None], keys["key_weights"][b, j][None])
-                guess = k2t[i][None]
-                starts = torch.stack([guess, torch.eye(4, device=frame.device)[None]])
-                a2b, cost = photometric_align(key[0], key[1], image[b:b + 1], Kb, init_a2b=starts, weight_a=key[2],
-                                              probe_a2b=rotation_probes(guess, Kb, size))
-                chained = _cost(key[0], key[1], key[2], image[b:b + 1], Kb, guess)
-                kept = view_overlap(key[1], key[2], Kb, a2b, size)
-                if float(kept) >= ACCEPT and float(cost) <= COST_RATIO * float(chained):
+                if floor is None:  # how well consecutive frames fit here: frame t-1 -> t under the refined motion
+                    floor = _cost(*_shrink(state.prev_image.float(), state.prev_depth.float(), state.prev_weight.float(),
+                                           out.intrinsics.detach().float(), f)[:3], image, K, new_state.pose_velocity.float())
+                a2b = _closure(key, image[b:b + 1], Kb, k2t[i][None], float(floor[b]))
+                if a2b is not None:
                     cam2world[b] = se3_orthonormalize(keys["key_cam2world"][b, j] @ se3_inverse(a2b[0]))
                     closed[b] = True
                     k2t = se3_inverse(cam2world[b]).expand(len(stored), 4, 4) @ keys["key_cam2world"][b, stored]

@@ -186,7 +186,7 @@ class Mem4D(nn.Module):
             if cfg.heads.motion_photometric and t > 0 and match is not None and out.dynamic_prob is not None:
                 out, new_state = self._recheck_motion(frame, out, state, new_state, match.guide)
             if cfg.heads.loop_closure:
-                out, new_state = close_loop(frame, out, new_state, t)
+                out, new_state = close_loop(frame, out, state, new_state, t)
         return out, new_state
 
     def _recheck_motion(self, frame: Tensor, out: FrameOutput, state: StreamState, new_state: StreamState,
