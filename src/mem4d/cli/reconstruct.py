@@ -248,12 +248,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         first = source.peek()  # a corrupt input fails here, before anything is written
         model = load_model(args.ckpt, device)
+        overrides: dict[str, object] = {}  # the heads settings given on the command line
         if args.pose_refinement is not None:
-            heads = dataclasses.replace(model.config.heads, pose_refinement=args.pose_refinement)
-            model.config = dataclasses.replace(model.config, heads=heads)
+            overrides["pose_refinement"] = args.pose_refinement
         if args.loop_closure is not None:
-            heads = dataclasses.replace(model.config.heads, loop_closure=args.loop_closure == "on")
-            model.config = dataclasses.replace(model.config, heads=heads)
+            overrides["loop_closure"] = args.loop_closure == "on"
+        if overrides:
+            model.config = dataclasses.replace(model.config, heads=dataclasses.replace(model.config.heads, **overrides))
         patch = int(model.config.encoder.patch_size)
         long_side = size if size is not None else max(model.config.image_size)
         warned: set[str] = set()

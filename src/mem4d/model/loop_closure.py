@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mem4d.geometry.camera import depth_to_pts_cam, project
+from mem4d.geometry.camera import depth_to_pts_cam, project, scale_intrinsics
 from mem4d.geometry.photometric import photometric_align, photometric_residuals
 from mem4d.geometry.rotation import matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
@@ -56,6 +56,7 @@ ACCEPT = 0.5  # the share inside frame t under the closure's motion to keep it
 COST_RATIO = 0.3  # the closure's photometric cost over the chained pose's, at most (0.5 let a wrong one through)
 FLOOR_RATIO = 3.0  # the closure's cost over that of frame t-1 -> t under the refined motion, at most
 MATCH_EXPOSURE = True  # frame t's channels matched to the keyframe's mean and spread before the closure
+_KEY_FIELDS = ("key_images", "key_depths", "key_weights", "key_cam2world", "key_frames")  # in `StreamState`
 _GRID = 8  # the overlap is counted on every _GRID-th pixel of the stored keyframe
 
 
@@ -76,11 +77,8 @@ def _shrink(frame: Tensor, depth: Tensor, weight: Tensor, K: Tensor, f: int) -> 
     valid = (depth > 0).float()
     num = F.avg_pool2d((depth * valid)[:, None], f)[:, 0]
     den = F.avg_pool2d(valid[:, None], f)[:, 0]
-    K = K.clone()
-    K[:, :2, :2] = K[:, :2, :2] / f
-    K[:, :2, 2] = (K[:, :2, 2] + 0.5) / f - 0.5
     return (F.avg_pool2d(frame, f), torch.where(den > 0, num / den.clamp_min(1e-12), 0.0),
-            F.avg_pool2d(weight[:, None], f)[:, 0], K)
+            F.avg_pool2d(weight[:, None], f)[:, 0], scale_intrinsics(K, 1 / f, 1 / f))
 
 
 def view_overlap(depth: Tensor, weight: Tensor, K: Tensor, a2b: Tensor, image_size: tuple[int, int]) -> Tensor:
@@ -138,9 +136,9 @@ def _closure(key: tuple[Tensor, Tensor, Tensor], image: Tensor, K: Tensor, guess
 def _empty_keys(B: int, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
     h, w = size
     z = dict(device=device, dtype=torch.float32)
-    return {"key_images": torch.zeros(B, CAPACITY, 3, h, w, **z), "key_depths": torch.zeros(B, CAPACITY, h, w, **z),
-            "key_weights": torch.zeros(B, CAPACITY, h, w, **z), "key_cam2world": torch.eye(4, **z).repeat(B, CAPACITY, 1, 1),
-            "key_frames": torch.full((B, CAPACITY), -1, dtype=torch.long, device=device)}
+    return dict(zip(_KEY_FIELDS, (torch.zeros(B, CAPACITY, 3, h, w, **z), torch.zeros(B, CAPACITY, h, w, **z),
+                                   torch.zeros(B, CAPACITY, h, w, **z), torch.eye(4, **z).repeat(B, CAPACITY, 1, 1),
+                                   torch.full((B, CAPACITY), -1, dtype=torch.long, device=device))))
 
 
 @torch.no_grad()
@@ -165,7 +163,7 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
     weight = torch.ones_like(out.depth.float()) if new_state.prev_weight is None else new_state.prev_weight.float()
     image, depth, weight, K = _shrink(frame.float(), out.depth.detach().float(), weight, out.intrinsics.detach().float(), f)
     size = tuple(image.shape[-2:])
-    keys = {name: getattr(new_state, name) for name in _empty_keys(1, (1, 1), frame.device)}
+    keys = {name: getattr(new_state, name) for name in _KEY_FIELDS}
     if keys["key_frames"] is None:
         keys = _empty_keys(B, size, frame.device)
     cam2world = out.cam2world.detach().float().clone()
