@@ -25,6 +25,11 @@ Then, at every revisit frame r (no writes in between), each memory is queried
   of the first lap at the same loop angle, ``r - (T-1)/1.08`` by the loop path's definition);
   the T3 definition of tests/scene/test_retrieval.py.
 
+When the model closes a loop (``heads.loop_closure``: `FrameOutput.loop_keyframe`), the
+model-fed memory is handed the correction (`SceneMemory.close_loop`) in time order, as `mem4d
+reconstruct` does: before the frame that closed it is written, or before the query at the first
+revisit at or after it (``--loop-corrections off`` ignores them).
+
 **No alignment is applied to what the memory receives**: the model's predictions are used as
 they come, in the model's metric world (= its frame 0, which matches GT's frame-0 world up to
 the model's error). Renders are compared pixel-wise with GT images, which needs no alignment;
@@ -196,16 +201,25 @@ def run_model(model: Any, images: Any) -> tuple[list[Any], list[float]]:
 
 
 def eval_memory(obs: list[Any], scene: dict[str, Any], query_poses: dict[int, tuple[np.ndarray, np.ndarray]],
-                pairs: list[tuple[int, int]], size: tuple[int, int]) -> dict[str, Any]:
-    """Writes ``obs`` (frames 0..r0-1) into a fresh memory, then queries every revisit frame."""
+                pairs: list[tuple[int, int]], size: tuple[int, int],
+                closures: dict[int, tuple[int, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Writes ``obs`` (frames 0..r0-1) into a fresh memory, then queries every revisit frame.
+
+    ``closures``: frame t -> (the frame its loop closed onto, the correction), handed to
+    `SceneMemory.close_loop` in time order: before frame t is written, or before the query at
+    revisit t (every closure at a frame up to that revisit).
+    """
     from mem4d.scene import Query, SceneMemory
 
     mem = SceneMemory()
+    closures = closures or {}
     write_ms, query_ms = [], []
     tracks: dict[int, list[tuple[int, int]]] = {}
     events: dict[str, int] = {}
     n_det = spurious = 0
     for t, ob in enumerate(obs):
+        if t in closures:
+            mem.close_loop(closures[t][0], t, closures[t][1])
         t0 = time.perf_counter()
         rep = mem.write(ob)
         write_ms.append(1e3 * (time.perf_counter() - t0))
@@ -222,7 +236,11 @@ def eval_memory(obs: list[Any], scene: dict[str, Any], query_poses: dict[int, tu
         for g, (_, sid) in best.items():
             tracks.setdefault(g, []).append((t, sid))
     psnrs, covs, hits, per_revisit = [], [], 0, []
+    pending = sorted(tc for tc in closures if tc >= len(obs))  # closures after the last write
     for r, m in pairs:
+        while pending and pending[0] <= r:
+            tc = pending.pop(0)
+            mem.close_loop(closures[tc][0], tc, closures[tc][1])
         c2w, K = query_poses[r]
         t0 = time.perf_counter()
         cond = mem.query(Query(c2w=c2w, K=K, size=size, t_query=r, k_frames=K_FRAMES))
@@ -299,7 +317,8 @@ def depth_at_gt_poses(outs: list[Any], scene: dict[str, Any], r0: int) -> list[A
 
 
 def bench_scene(model: Any, seed: int, T: int, size: tuple[int, int], environment: str | None,
-                conf_threshold: float | None, with_depth_at_gt_poses: bool = False) -> dict[str, Any]:
+                conf_threshold: float | None, with_depth_at_gt_poses: bool = False,
+                loop_corrections: bool = True) -> dict[str, Any]:
     from mem4d.scene import Observation, observation_from_frame_output
 
     sc = load_scene(seed, T, size, environment)
@@ -310,6 +329,8 @@ def bench_scene(model: Any, seed: int, T: int, size: tuple[int, int], environmen
                           dynamic_mask=sc["dyn"][t]) for t in range(r0)]
     md_obs = [observation_from_frame_output(outs[t], t, sc["rgb"][t], conf_threshold=conf_threshold)
               for t in range(r0)]
+    closures = {t: (int(o.loop_keyframe[0]), o.loop_correction[0].double().numpy()) for t, o in enumerate(outs)
+                if loop_corrections and o.loop_keyframe is not None and int(o.loop_keyframe[0]) >= 0}
     gt_poses = {r: (sc["c2w"][r], sc["K"][r]) for r, _ in pairs}
     md_poses = {r: (outs[r].cam2world[0].double().numpy(), outs[r].intrinsics[0].double().numpy()) for r, _ in pairs}
     pair_gap = [{"t": r, "mirror": m, "gt_dist_m": float(np.linalg.norm(sc["c2w"][r][:3, 3] - sc["c2w"][m][:3, 3])),
@@ -322,7 +343,8 @@ def bench_scene(model: Any, seed: int, T: int, size: tuple[int, int], environmen
         **extra,
         "seed": seed, "environment": sc["environment"], "frames": T, "written": r0, "revisits": pair_gap,
         "gt": eval_memory(gt_obs, sc, gt_poses, pairs, size),
-        "model": eval_memory(md_obs, sc, md_poses, pairs, size),
+        "model": eval_memory(md_obs, sc, md_poses, pairs, size, closures),
+        "loop_closures": [{"t": t, "onto": k} for t, (k, _) in sorted(closures.items())],
         "model_diag": {**pose_depth_diagnostics(outs, sc),
                        "dynamic_iou_mean": float(np.mean(dyn_iou)) if dyn_iou else float("nan"),
                        "step_ms_mean": float(np.mean(step_ms[1:] or step_ms)),
@@ -443,7 +465,7 @@ def _jsonable(x: Any) -> Any:
 
 def run(ckpt: str | Path, scenes: int = 4, frames: int = 40, size: tuple[int, int] = (96, 128), seed0: int = 0,
         environment: str | None = None, conf_threshold: float | None = None, threads: int | None = 1,
-        model: Any = None, with_depth_at_gt_poses: bool = False) -> dict[str, Any]:
+        model: Any = None, with_depth_at_gt_poses: bool = False, loop_corrections: bool = True) -> dict[str, Any]:
     import torch
 
     if threads:
@@ -456,13 +478,14 @@ def run(ckpt: str | Path, scenes: int = 4, frames: int = 40, size: tuple[int, in
         model = Mem4D.from_pretrained(path).eval()
     if frames < 8:
         raise ValueError("--frames must be >= 8 (the loop's revisit is its last ~8%)")
-    results = [bench_scene(model, seed0 + i, frames, size, environment, conf_threshold, with_depth_at_gt_poses)
-               for i in range(scenes)]
+    results = [bench_scene(model, seed0 + i, frames, size, environment, conf_threshold, with_depth_at_gt_poses,
+                           loop_corrections) for i in range(scenes)]
     return {"ckpt": str(path) if path else None, "scenes": scenes, "frames": frames, "size": list(size),
             "seed0": seed0, "environment": environment, "conf_threshold": conf_threshold, "k_frames": K_FRAMES,
             "alignment": "none (memory fed the raw predictions in the model's frame-0 world; "
                          "Sim(3) only in the ATE diagnostic)",
-            "torch_threads": torch.get_num_threads(), "summary": summarize(results), "per_scene": results}
+            "loop_corrections": loop_corrections, "torch_threads": torch.get_num_threads(),
+            "summary": summarize(results), "per_scene": results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,10 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write all figures (summary + per scene) to this file")
     ap.add_argument("--depth-at-gt-poses", action="store_true",
                     help="also write the model's depth (one median scale per scene) at the GT poses: what the depth costs")
+    ap.add_argument("--loop-corrections", choices=("on", "off"), default="on",
+                    help="hand the model's loop closures to SceneMemory.close_loop (on, as mem4d reconstruct does) "
+                         "or ignore them (off)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     res = run(args.ckpt, args.scenes, args.frames, args.size, args.seed0, args.environment, args.conf_threshold,
-              args.threads, with_depth_at_gt_poses=args.depth_at_gt_poses)
+              args.threads, with_depth_at_gt_poses=args.depth_at_gt_poses,
+              loop_corrections=args.loop_corrections == "on")
     res["wall_s"] = time.perf_counter() - t0
     print(f"scene memory, GT-fed vs model-fed: ckpt {res['ckpt']}, {args.scenes} loop scenes x {args.frames} frames "
           f"at {args.size[0]}x{args.size[1]}, alignment: none, torch threads {res['torch_threads']}\n")

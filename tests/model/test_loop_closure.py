@@ -97,6 +97,9 @@ def test_a_drifted_revisit_is_closed_onto_the_keyframe_it_sees():
                                + out.cam2world[0, :3, 3], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(state.cam2world[0], s.cam2world[0])  # the state handed in is not changed
     assert state.key_frames[0].tolist() == [0] + [-1] * (CAPACITY - 1)
+    # the closure is reported for consumers that keep past frames (SceneMemory.close_loop)
+    assert out.loop_keyframe.tolist() == [0]
+    torch.testing.assert_close(out.loop_correction[0] @ drifted, out.cam2world[0], atol=1e-5, rtol=0)
 
 
 def test_no_closure_before_the_gap_nor_where_no_keyframe_is_in_view():
@@ -107,6 +110,7 @@ def test_no_closure_before_the_gap_nor_where_no_keyframe_is_in_view():
     t = loop_closure.EVERY * max(1, (loop_closure.MIN_GAP - 1) // loop_closure.EVERY)  # too young to close against
     out, _ = _close(s, t, drifted, state, image=s.images[:1])
     torch.testing.assert_close(out.cam2world[0], drifted)
+    assert out.loop_keyframe.tolist() == [-1] and torch.equal(out.loop_correction[0], torch.eye(4))
     # the middle of the loop looks the other way: no closure, and the frame becomes a keyframe
     m = 20 - 20 % loop_closure.EVERY
     out, new = _close(s, m, s.cam2world[m] @ _turn(8.0), state)

@@ -115,3 +115,34 @@ def test_the_demo_scene_renders_from_its_own_cameras(tmp_path, capsys):
     assert main(["scene", "render", str(tmp_path / "recon"), "--frame", "12", "--out", str(tmp_path / "v.png")]) == 0
     coverage = float(capsys.readouterr().out.split("coverage ")[1].split()[0])
     assert coverage > 0.7, coverage
+
+
+def test_a_loop_closed_while_reconstructing_re_poses_the_scene_memory(tmp_path):
+    """`mem4d reconstruct --scene-memory` on a loop the shipped model closes (scene-memory bench
+    seed 4): meta.json lists the closure, the streamed trajectory keeps the poses as they came and
+    the scene memory holds the frames since the keyframe re-posed (SceneMemory.close_loop)."""
+    import json
+
+    import torch
+
+    sample = make_scene(4, 40, (96, 128), dynamic=True, camera_path="loop")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(sample.num_frames):
+        Image.fromarray((sample.images[t].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(
+            frames / f"{t:06d}.png")
+    before = torch.get_num_threads()
+    try:
+        assert main(["reconstruct", str(frames), "--out", str(tmp_path / "recon"), "--scene-memory", "--threads", "1",
+                     "--no-progress", "--no-video", "--no-glb", "--no-colmap", "--no-nerfstudio"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    closures = json.loads((tmp_path / "recon" / "meta.json").read_text())["loop_closures"]
+    assert closures and closures[0]["frame"] >= 30, closures
+    t, k = closures[0]["frame"], closures[0]["onto"]
+    streamed = np.loadtxt(tmp_path / "recon" / "trajectory.txt")[:, 1:4]  # TUM: time, centre, quaternion
+    memory = SceneMemory.load(tmp_path / "recon" / "scene_memory")
+    kept = memory.bank.centre[: k + 1]
+    np.testing.assert_allclose(kept, streamed[: k + 1], atol=1e-5)  # at and before the keyframe nothing moved
+    moved = np.linalg.norm(memory.bank.centre[k + 1:t] - streamed[k + 1:t], axis=1)
+    assert moved[-1] > 1e-3 and moved[-1] > moved[0], moved  # a growing share of the correction

@@ -161,7 +161,11 @@ def test_adapter_maps_frame_output():
     assert isinstance(obs, Observation) and obs.t == 5
     assert obs.rgb.shape == (48, 64, 3) and obs.K.shape == (3, 3) and obs.c2w.shape == (4, 4)
     assert obs.dynamic_mask.sum() == 100
-    assert (obs.depth[:, :10] == 0).all() and np.isnan(obs.points_world[:, :10]).all()
+    assert (obs.depth[:, :10] == 0).all() and obs.points_world is None  # lifted by the memory along K's rays
+    world = observation_from_frame_output(out, t=5, rgb=rgb, batch_index=1, conf_threshold=2.0, points="world")
+    assert np.isnan(world.points_world[:, :10]).all() and np.isfinite(world.points_world[:, 10:]).all()
+    with pytest.raises(ValueError, match="points must be"):
+        observation_from_frame_output(out, t=5, rgb=rgb, points="pointmap")
     mem = SceneMemory(SceneMemoryConfig(voxel_size=0.03))
     rep = mem.write(obs)
     assert rep.voxels_added > 0

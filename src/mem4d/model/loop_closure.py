@@ -24,8 +24,10 @@ the loops right ones ended at 0.2-1.7x that cost, wrong ones at 6.5-15x), frame 
 first matched to the keyframe's mean and spread (exposure and white balance drift along a
 video): frame t's pose becomes
 ``cam2world_key @ inverse(key -> t)``, and the next frames chain from it (no pose graph:
-earlier frames keep their poses, as in relocalisation). Causal: it reads frame t and stored
-past frames only.
+earlier frames keep their poses, as in relocalisation). The output reports the closure
+(``loop_keyframe``, ``loop_correction``: the world-side jump), so that a consumer that keeps the
+past frames, such as the scene memory (`mem4d.scene.SceneMemory.close_loop`), can spread the
+correction over the frames since the keyframe. Causal: it reads frame t and stored past frames only.
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
             keyframe fields of frames before t).
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world replaced where a loop
-        closed; the state with those poses and the updated keyframes).
+        closed, and ``loop_keyframe`` / ``loop_correction`` set (-1 / the identity where none
+        did); the state with those poses and the updated keyframes).
     """
     B = frame.shape[0]
     f = key_factor(tuple(frame.shape[-2:]))
@@ -166,8 +169,10 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
     keys = {name: getattr(new_state, name) for name in _KEY_FIELDS}
     if keys["key_frames"] is None:
         keys = _empty_keys(B, size, frame.device)
-    cam2world = out.cam2world.detach().float().clone()
+    chained = out.cam2world.detach().float()
+    cam2world = chained.clone()
     closed = torch.zeros(B, dtype=torch.bool, device=frame.device)
+    onto = torch.full((B,), -1, dtype=torch.long, device=frame.device)
     inserted, floor = False, None
     for b in range(B):
         stored = (keys["key_frames"][b] >= 0).nonzero().flatten()
@@ -188,6 +193,7 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
                 if a2b is not None:
                     cam2world[b] = se3_orthonormalize(keys["key_cam2world"][b, j] @ se3_inverse(a2b[0]))
                     closed[b] = True
+                    onto[b] = keys["key_frames"][b, j]
                     k2t = se3_inverse(cam2world[b]).expand(len(stored), 4, 4) @ keys["key_cam2world"][b, stored]
                     seen = view_overlap(keys["key_depths"][b, stored], keys["key_weights"][b, stored],
                                         Kb.expand(len(stored), 3, 3), k2t, size)
@@ -201,6 +207,9 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
         j = int(empty[0]) if len(empty) else int(torch.where(frames > 0, frames, t + 1).argmin())
         keys["key_images"][b, j], keys["key_depths"][b, j], keys["key_weights"][b, j] = image[b], depth[b], weight[b]
         keys["key_cam2world"][b, j], keys["key_frames"][b, j] = cam2world[b], t
+    correction = torch.where(closed[:, None, None], cam2world @ se3_inverse(chained),
+                             torch.eye(4, device=frame.device).expand(B, 4, 4))
+    out = replace(out, loop_keyframe=onto, loop_correction=correction)
     if bool(closed.any()):
         pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
         out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),

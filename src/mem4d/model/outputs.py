@@ -6,8 +6,11 @@ w >= 0, intrinsics in pixels with the principal point at ((W-1)/2, (H-1)/2).
 
 ``pts_world`` and ``pts_cam`` come from two separate DPT heads (paper Eq. 6); they are *not*
 forced to satisfy ``pts_world == cam2world . pts_cam`` (training pushes them towards it),
-except with ``heads.camera_pose == "procrustes"`` or ``heads.pose_refinement ==
-"photometric"``, where ``pts_world`` is computed that way.
+except with ``heads.camera_pose == "procrustes"`` (``pts_world`` is ``cam2world`` applied to the
+points the fit read, ``heads.fit_points``) and with ``heads.pose_refinement == "photometric"``
+(``pts_world == cam2world . pts_cam``). The pointmap head's rays need not be those of
+``intrinsics`` (on a scene-memory loop they were 14 % off in focal); ``depth`` lifted along the
+rays of ``intrinsics`` is what the pose refinement reads.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ class FrameOutput(_TensorFields):
             of this frame is in the previous frame, (dx, dy) pixels (zeros for frame 0); else None.
         flow_weight: (B, H/4, W/4) the weight of each cell in the pose fit, in [0, 1] (zeros
             for frame 0); else None.
+        loop_keyframe: (B,) int64 with ``heads.loop_closure``: the index of the past frame this
+            frame closed a loop onto, -1 where no loop closed; else None.
+        loop_correction: (B, 4, 4) with ``heads.loop_closure``: the world-side correction of the
+            loop (``cam2world`` = loop_correction @ the chained pose; the identity where no loop
+            closed). The frames between the keyframe and this one drifted by a growing share of
+            it; a consumer that keeps them spreads it over them (`mem4d.scene.SceneMemory.
+            close_loop`). Else None.
     """
 
     pts_world: Tensor
@@ -73,6 +83,8 @@ class FrameOutput(_TensorFields):
     dynamic_prob: Tensor | None = None
     flow: Tensor | None = None
     flow_weight: Tensor | None = None
+    loop_keyframe: Tensor | None = None
+    loop_correction: Tensor | None = None
 
 
 @dataclass
@@ -95,6 +107,8 @@ class SequenceOutput(_TensorFields):
     dynamic_prob: Tensor | None = None
     flow: Tensor | None = None
     flow_weight: Tensor | None = None
+    loop_keyframe: Tensor | None = None
+    loop_correction: Tensor | None = None
 
     @classmethod
     def stack(cls, frames: list[FrameOutput]) -> SequenceOutput:

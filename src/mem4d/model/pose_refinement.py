@@ -19,11 +19,8 @@ checkpoint's depth (ATE 0.094 vs 0.088). With a fixed 3 levels, a larger input m
 coarsest level finer and the motion the alignment catches smaller in the image, so a larger
 ``--size`` could make poses worse on faster footage (issue 14); the pyramid now follows the
 image (docs/RESULTS.md, "Pose refinement pyramid"). The pose is chained,
-``cam2world_t = cam2world_{t-1} @ inverse(motion_t)``; the self-view pointmap becomes the depth
-lifted along the rays of the output intrinsics (the points the alignment read: the pointmap head's
-own rays were 14 % off in focal on a scene-memory loop, and memory fed with them rendered 0.7 dB
-worse, docs/RESULTS.md) and the world pointmap ``cam2world_t . pts_cam``, so that points, poses
-and intrinsics agree. The network's own world pointmap
+``cam2world_t = cam2world_{t-1} @ inverse(motion_t)``, and the world pointmap becomes
+``cam2world_t . pts_cam`` so that points and poses agree. The network's own world pointmap
 still feeds the PSM (it was trained on it). Causal and bounded: the state keeps one frame.
 No gradients: an inference step (training recipes leave it off).
 """
@@ -34,7 +31,7 @@ from dataclasses import replace
 
 import torch
 
-from mem4d.geometry.camera import depth_to_pts_cam, focal_to_fov, intrinsics_to_fov
+from mem4d.geometry.camera import focal_to_fov, intrinsics_to_fov
 from mem4d.geometry.photometric import photometric_align
 from mem4d.model.focal_calibration import (FOCAL_SCALES, calibrates, focal_costs, focal_scale, informative,
                                            running_intrinsics, zoom_focal)
@@ -117,12 +114,11 @@ def refine_pose(
             the best one becomes one more start.
         focal: calibrate the focal length from the motion (`mem4d.model.focal_calibration`):
             the network's intrinsics are averaged over the frames so far, the alignment uses
-            that mean zoomed by the focal scale found so far, and the output's intrinsics and fov_x
-            take the scale found with this frame.
+            that mean zoomed by the focal scale found so far, and the output's intrinsics, fov_x
+            and pts_cam (x and y moved onto the new rays) take the scale found with this frame.
     Returns:
-        (the output with cam2world / quat_wxyz / translation / pts_cam (the depth on the output
-        intrinsics' rays) / pts_world / conf_world replaced (frame 0 keeps its identity pose), and
-        with ``focal`` its intrinsics / fov_x;
+        (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
+        (frame 0 keeps its identity pose), and with ``focal`` its intrinsics / fov_x / pts_cam;
         the new state carrying this frame for the next alignment).
     """
     B = frame.shape[0]
@@ -149,11 +145,11 @@ def refine_pose(
                 summed = summed + costs * turned[:, None].to(costs.dtype)
     if summed is not None:
         K = zoom_focal(K_net, focal_scale(summed))
+        own = out.intrinsics.float()  # the points lie on the network's own rays: move them onto K's
+        shrink = torch.stack([own[:, 0, 0] / K[:, 0, 0], own[:, 1, 1] / K[:, 1, 1], torch.ones_like(K[:, 0, 0])], -1)
         out = replace(out, intrinsics=K.to(out.intrinsics.dtype),
-                      fov_x=focal_to_fov(K[:, 0, 0], frame.shape[-1]).to(out.fov_x.dtype))
-    # the points the pose was fitted with: the depth lifted along the output intrinsics' rays (the
-    # pointmap head's own rays need not agree with them: 14 % off in focal on a scene-memory loop)
-    out = replace(out, pts_cam=depth_to_pts_cam(out.depth, out.intrinsics.to(out.depth.dtype)))
+                      fov_x=focal_to_fov(K[:, 0, 0], frame.shape[-1]).to(out.fov_x.dtype),
+                      pts_cam=out.pts_cam * shrink[:, None, None].to(out.pts_cam.dtype))
     pts_world = transform_points(cam2world[:, None, None].to(out.pts_cam.dtype), out.pts_cam)
     out = replace(out, cam2world=cam2world.to(out.cam2world.dtype), quat_wxyz=matrix_to_quat(cam2world[:, :3, :3]),
                   translation=cam2world[:, :3, 3], pts_world=pts_world, conf_world=out.conf_cam)

@@ -17,7 +17,7 @@ Example::
     1
 """
 
-from .adapters import observation_from_frame_output
+from .adapters import observation_from_frame_output, write_frame_output
 from .camera_utils import frustum_overlap, plucker, relative_pose
 from .config import SceneMemoryConfig
 from .memory import SceneMemory
@@ -53,4 +53,5 @@ __all__ = [
                     "observation_from_frame_output",
                     "plucker",
                     "relative_pose",
+                    "write_frame_output",
 ]

@@ -102,6 +102,14 @@ class FrameBank:
         self.n += 1
         return fid
 
+    def move(self, fids: np.ndarray, R: np.ndarray, p: np.ndarray) -> None:
+        """Re-poses frames ``fids`` (M,) by world-side rigid motions: ``cam2world <- [R | p] @ cam2world``
+        with R (M, 3, 3) and p (M, 3) (a loop correction; `SceneMemory.close_loop`)."""
+        C = np.tile(np.eye(4), (len(fids), 1, 1))
+        C[:, :3, :3], C[:, :3, 3] = R, p
+        self.c2w[fids] = C @ self.c2w[fids]
+        self.centre[fids] = self.c2w[fids, :3, 3]
+
     def release_full(self, fid: int) -> None:
         self.full.pop(fid, None)
 

@@ -40,6 +40,11 @@ class KeyframeSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def move(self, fid: int, R: np.ndarray, p: np.ndarray) -> None:
+        """Moves keyframe ``fid``'s stored surface points by ``R @ x + p`` (a loop correction)."""
+        if fid in self.samples:
+            self.samples[fid] = self.samples[fid] @ R.T + p
+
     def overlaps(self, pts: np.ndarray, bank: FrameBank, s: float) -> np.ndarray:
         """(K,) share of the (S,3) points each keyframe saw."""
         return self.overlaps_with(pts, bank, s, self.ids)

@@ -13,7 +13,7 @@ a static render, retrieved frames, keyframes, the working window and subjects pr
 the query time. Thresholds are multiples of the running scene scale s (median observed depth).
 
 Writes are incremental: O(pixels) fusion plus O(voxels in the frustum) carving; nothing is
-rebuilt from past frames (during the first ``scale_warmup_frames`` frames, while the voxel
+rebuilt from past frames (a loop closure, `close_loop`, moves what is stored: O(voxels + frames)) (during the first ``scale_warmup_frames`` frames, while the voxel
 size still follows s, the at most that many buffered frames are re-fused if s moves by more
 than 10%). Every input is validated before anything is changed: a bad pose, intrinsics or
 shape raises ValueError and leaves the memory as it was.
@@ -52,6 +52,7 @@ from .camera_utils import (
 from .config import SceneMemoryConfig
 from .frame_bank import FrameBank
 from .keyframes import KeyframeSet
+from .loop_correction import correction_shares, spread_correction
 from .retrieval import (
     candidate_coverage,
     frustum_query_samples,
@@ -339,6 +340,55 @@ class SceneMemory:
         report.timings_ms = timings
         self._record_timing("write", timings["total"])
         return report
+
+    def close_loop(self, t_key: int, t: int, correction: Any) -> int:
+        """Spreads a loop closure's correction over what was written after frame ``t_key``.
+
+        Call it when the model reports that frame ``t`` closed a loop onto frame ``t_key``
+        (`FrameOutput.loop_keyframe` / ``loop_correction``), before frame t is written: frame t
+        arrives already corrected, the frames written between ``t_key`` and t drifted by a growing
+        share of the correction (`mem4d.scene.loop_correction`). Every store moves by the share of
+        its time: the frame bank's poses (retrieval), the keyframes' surface samples, the static
+        layer's voxels (by their mean observation time, merged where they meet; no frame is
+        re-fused) and the subject records.
+
+        Args:
+            t_key: the frame the loop closed onto (nothing at or before it moves).
+            t: the frame that closed it; must be later than every frame written so far.
+            correction: (4, 4) world-side rigid correction (``cam2world_t = correction @ chained``).
+        Returns:
+            The number of frames re-posed.
+        Raises:
+            ValueError (nothing changed) on a bad correction or times.
+        """
+        for name, val in (("t_key", t_key), ("t", t)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
+                raise ValueError(f"close_loop: {name} must be an integer frame index, got {val!r}")  # noqa: TRY004 (the contract: bad input is a ValueError)
+        t_key, t = int(t_key), int(t)
+        if t <= t_key:
+            raise ValueError(f"close_loop: a loop closes onto an earlier frame, got t_key={t_key} for t={t}")
+        if self._last_t is not None and self._last_t >= t:
+            raise ValueError(f"close_loop: call it before frame {t} is written (frame {self._last_t} already is); "
+                             "it re-poses the frames written before the one that closed the loop")
+        C = validate_c2w(correction, "close_loop: correction")
+
+        def motion(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return spread_correction(correction_shares(times, t_key, t), C)
+
+        fids = np.flatnonzero(self.bank.t[: self.bank.n] > t_key)
+        if fids.size == 0:
+            return 0
+        R, p = motion(self.bank.t[fids])
+        self.bank.move(fids, R, p)
+        for fid, Ri, pi in zip(fids, R, p):
+            self.keyframes.move(int(fid), Ri, pi)
+        for f, _ in self._warmup:
+            (Ri,), (pi,) = motion(np.array([f.t]))
+            f.pts = f.pts @ Ri.T + pi
+            f.c2w = np.concatenate([np.concatenate([Ri, pi[:, None]], 1) @ f.c2w, f.c2w[3:]])
+        self.static.move_voxels(*motion(self.static.t_obs[: self.static.n]))
+        self.tracker.move(motion)
+        return int(fids.size)
 
     def _update_scale(self, f: _Frame) -> float:
         d = f.depth[f.valid]

@@ -1,15 +1,17 @@
 """The static layer: voxel-hashed fused points with free-space carving and a z-buffer renderer.
 
 Each voxel keeps the running (weighted) mean of the points and colours that fell into it, a
-hit count (frames that hit it), a miss count (frames whose rays passed through it), and the
-newest frame time that fed it. Voxels are grouped into blocks of ``block_size``^3; a block
+hit count (frames that hit it), a miss count (frames whose rays passed through it), the
+newest frame time that fed it and the weighted mean of those times (which share of a loop
+correction moves it, `move_voxels`). Voxels are grouped into blocks of ``block_size``^3; a block
 keeps its newest time (for least-recently-seen eviction), its voxel count, and a capped ring
 of the frame ids that observed it (VMem-style, used by vote-based retrieval).
 
 Per write the cost is O(pixels) for fusion plus O(voxels in the frustum) for carving;
 rendering projects only voxels of blocks inside the view frustum and keeps the nearest voxel
 per pixel (1-pixel z-buffer splat), optionally filling single-pixel holes from the nearest
-8-neighbour. Nothing is ever rebuilt from past frames.
+8-neighbour. Nothing is ever rebuilt from past frames: a loop correction moves the fused
+voxels themselves (`move_voxels`, O(voxels)), as surfel maps are deformed (ElasticFusion).
 
 Carving (Curless-Levoy style free-space evidence without a TSDF): a voxel gets a miss when
 a later frame's depth, taken as the minimum over the 3x3 pixels around the voxel's projection
@@ -27,7 +29,7 @@ from scipy.ndimage import minimum_filter
 
 from .camera_utils import invert_c2w, transform_points
 from .config import SceneMemoryConfig
-from .voxel_hash import COORD_LIMIT, HashTable, pack_coords
+from .voxel_hash import COORD_LIMIT, HashTable, pack_coords, unpack_keys
 
 __all__ = ["IntegrateResult", "RenderResult", "StaticLayer", "frustum_cull_spheres", "zbuffer_splat"]
 
@@ -156,6 +158,7 @@ class StaticLayer:
         self.hits = np.zeros(cap, np.int32)
         self.misses = np.zeros(cap, np.int32)
         self.last_t = np.zeros(cap, np.int32)
+        self.t_obs = np.zeros(cap, np.float32)
         self.block = np.zeros(cap, np.int32)
         self._init_extra(cap)
         bcap = 256
@@ -170,7 +173,10 @@ class StaticLayer:
     def _init_extra(self, cap: int) -> None:
         """Hook for subclasses with extra per-voxel fields."""
 
-    VOXEL_FIELDS = ("key", "pos", "col", "weight", "hits", "misses", "last_t", "block")
+    VOXEL_FIELDS = ("key", "pos", "col", "weight", "hits", "misses", "last_t", "t_obs", "block")
+    # how `move_voxels` merges voxels that land in one: a weighted mean (by the named field), a sum or a max
+    MERGE: ClassVar[dict[str, str]] = {"pos": "weight", "col": "weight", "t_obs": "weight", "weight": "sum",
+                                       "hits": "sum", "misses": "sum", "last_t": "max"}
     BLOCK_FIELDS = ("bkey", "bcoord", "bcount", "blast_t", "ring", "ring_desc", "ring_head")
 
     def _voxel_fields(self) -> tuple[str, ...]:
@@ -287,6 +293,7 @@ class StaticLayer:
             W1 = W0 + wsum[old]
             self.pos[so] = ((self.pos[so] * W0[:, None] + psum[old]) / W1[:, None]).astype(np.float32)
             self.col[so] = ((self.col[so] * W0[:, None] + csum[old]) / W1[:, None]).astype(np.float32)
+            self.t_obs[so] = (self.t_obs[so] * W0 + t * wsum[old]) / W1
             self.weight[so] = W1
             self.hits[so] += 1
         sn = slots[new]
@@ -322,6 +329,7 @@ class StaticLayer:
                 if name != "key":
                     getattr(self, name)[ns] = 0
             self.last_t[ns] = t
+            self.t_obs[ns] = t
             self.block[ns] = self._block_slots(ijk[new], t)
             np.add.at(self.bcount, self.block[ns], 1)
             self.table.insert(ukeys[new], ns.astype(np.int32))
@@ -505,6 +513,78 @@ class StaticLayer:
         self.n_render = self.count_renderable()
         return removed
 
+    # ------------------------------------------------------------------ loop corrections
+    def move_voxels(self, R: np.ndarray, p: np.ndarray) -> None:
+        """Moves every voxel's point by its own rigid motion, ``R[i] @ x + p[i]``, and rebuilds the hash.
+
+        Args:
+            R: (n, 3, 3) rotations and p: (n, 3) translations, one per stored voxel (in slot
+                order; e.g. the share of a loop correction its ``t_obs`` calls for).
+
+        A voxel that holds no fused point (a TSDF band voxel) moves its centre. Voxels that land in
+        one are merged (``MERGE``: weighted means, sums, maxima); each block is rebuilt from the
+        voxels that land in it and keeps the ring of observing frames of the block its first
+        voxel came from. O(n log n); the hit / miss ratios, hence what is drawn, move with the voxels.
+        """
+        n = self.n
+        if n == 0:
+            return
+        if R.shape != (n, 3, 3) or p.shape != (n, 3):
+            raise ValueError(f"move_voxels needs (n, 3, 3) rotations and (n, 3) translations for n = {n} voxels, "
+                             f"got {R.shape} and {p.shape}")
+        x = np.where((self.weight[:n] > 0)[:, None], self.pos[:n],
+                     (unpack_keys(self.key[:n]) + 0.5) * self.voxel_size)
+        moved = np.einsum("nij,nj->ni", R, x) + p
+        ijk, ok = self.voxel_coords(moved)
+        keys = pack_coords(ijk)
+        sel = np.flatnonzero(ok)
+        order = sel[np.argsort(keys[sel], kind="stable")]
+        sk = keys[order]
+        start = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
+        first = order[start]
+        count = np.diff(np.append(start, len(order)))
+        old = {name: getattr(self, name)[:n] for name in self._voxel_fields()}
+        old["pos"] = np.where((self.weight[:n] > 0)[:, None], moved, 0.0)
+        merged: dict[str, np.ndarray] = {}
+        for name, how in self.MERGE.items():
+            a = old[name][order].astype(np.float64)
+            if how == "sum":
+                merged[name] = np.add.reduceat(a, start, axis=0)
+            elif how == "max":
+                merged[name] = np.maximum.reduceat(a, start, axis=0)
+            else:
+                w = old[how][order].astype(np.float64)
+                wa = a * (w[:, None] if a.ndim == 2 else w)
+                den = np.add.reduceat(w, start)
+                mean = np.add.reduceat(wa, start, axis=0) / np.where(den > 0, den, 1.0).reshape((-1,) + (1,) * (a.ndim - 1))
+                fallback = np.add.reduceat(a, start, axis=0) / count.reshape((-1,) + (1,) * (a.ndim - 1))
+                merged[name] = np.where((den > 0).reshape((-1,) + (1,) * (a.ndim - 1)), mean, fallback)
+        # blocks: rebuilt from the moved voxels, each inheriting the old block of its first voxel
+        vcoord = ijk[first]
+        bc = np.floor_divide(vcoord, self.cfg.block_size)
+        ubkeys, bfirst, binv = np.unique(pack_coords(bc), return_index=True, return_inverse=True)
+        binv = binv.ravel()
+        src = old["block"][first[bfirst]]
+        blast = np.zeros(len(ubkeys), np.int64)
+        np.maximum.at(blast, binv, self.blast_t[old["block"][first]])
+        blocks = {"bkey": ubkeys, "bcoord": bc[bfirst], "bcount": np.bincount(binv, minlength=len(ubkeys)),
+                  "blast_t": blast, "ring": self.ring[src], "ring_desc": self.ring_desc[src],
+                  "ring_head": self.ring_head[src]}
+        self.nb = len(ubkeys)
+        for name in self.BLOCK_FIELDS:
+            arr = getattr(self, name)
+            setattr(self, name, self._grow_array(blocks[name].astype(arr.dtype), max(256, len(arr), self.nb), name))
+        m = len(first)
+        voxels = {**merged, "key": sk[start], "block": binv}
+        for name in self._voxel_fields():
+            arr = getattr(self, name)
+            value = voxels[name] if name in voxels else arr[:n][first]
+            setattr(self, name, self._grow_array(np.asarray(value).astype(arr.dtype), max(1024, len(arr)), name))
+        self.n = m
+        self.table.rebuild(self.key[:m], np.arange(m, dtype=np.int32))
+        self.btable.rebuild(self.bkey[: self.nb], np.arange(self.nb, dtype=np.int32))
+        self.n_render = self.count_renderable()
+
     def count_renderable(self) -> int:
         """O(N) recount (the incremental ``n_render`` must always equal it)."""
         return int(self.renderable(np.arange(self.n)).sum()) if self.n else 0
@@ -523,7 +603,8 @@ class StaticLayer:
         self._ensure_voxels(max(self.n, 1))
         self._ensure_blocks(max(self.nb, 1))
         for name in self._voxel_fields():
-            getattr(self, name)[: self.n] = arrays[name]
+            # memories saved before voxels kept their mean observation time: the newest one
+            getattr(self, name)[: self.n] = arrays["last_t"] if name == "t_obs" and name not in arrays else arrays[name]
         for name in self.BLOCK_FIELDS:
             getattr(self, name)[: self.nb] = arrays[name]
         self.table.rebuild(self.key[: self.n], np.arange(self.n, dtype=np.int32))

@@ -37,6 +37,7 @@ e <- normalise(e + alpha * g * (f - e)), g = visible fraction x detection confid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -277,6 +278,27 @@ class SubjectTracker:
     def reset(self) -> None:
         self.records: dict[int, SubjectRecord] = {}
         self.next_id = 0
+
+    def move(self, motion: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Moves every record's world quantities by the rigid motion of their time (a loop correction).
+
+        ``motion(times)`` gives, for (N,) times, rotations (N, 3, 3) and translations (N, 3): the
+        filter's state (position moved, velocity and covariance turned) by its time, each track
+        centroid by its own, each exemplar's view direction turned by its own.
+        """
+        for rec in self.records.values():
+            (R,), (p,) = motion(np.array([rec.t_state]))
+            rec.x = np.concatenate([R @ rec.x[:3] + p, R @ rec.x[3:]])
+            T = np.zeros((6, 6))
+            T[:3, :3] = T[3:, 3:] = R
+            rec.P = T @ rec.P @ T.T
+            if rec.track_t:
+                Rs, ps = motion(np.asarray(rec.track_t))
+                rec.track_c = [Ri @ c + pi for Ri, c, pi in zip(Rs, rec.track_c, ps)]
+            if rec.exemplars:
+                Rs, _ = motion(np.array([ex.t for ex in rec.exemplars]))
+                for Ri, ex in zip(Rs, rec.exemplars):
+                    ex.view_dir = Ri @ ex.view_dir
 
     def _appearance_cost(self, rec: SubjectRecord, det: Detection) -> float:
         cos = float(rec.embedding @ det.embedding)

@@ -18,6 +18,8 @@ are as sharp as in points mode.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy.ndimage import minimum_filter
 
@@ -30,6 +32,7 @@ __all__ = ["TSDFLayer"]
 
 class TSDFLayer(StaticLayer):
     VOXEL_FIELDS = StaticLayer.VOXEL_FIELDS + ("sdf", "sdf_w")
+    MERGE: ClassVar[dict[str, str]] = {**StaticLayer.MERGE, "sdf": "sdf_w", "sdf_w": "sum"}
 
     def _init_extra(self, cap: int) -> None:
         self.sdf = np.zeros(cap, np.float32)

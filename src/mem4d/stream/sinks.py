@@ -120,6 +120,7 @@ class ReconstructionWriter:
         self.fusion = VoxelFusion(self.opt.voxel_size, max_voxels=self.opt.max_points,
                                   dynamic_threshold=self.opt.dynamic_threshold)
         self.confidence = ConfidenceStats()
+        self.loop_closures: list[tuple[int, int]] = []  # (frame, the earlier frame it closed a loop onto)
         self.scene_memory: Any = None
         if self.opt.scene_memory:
             from mem4d.scene import SceneMemory
@@ -156,6 +157,7 @@ class ReconstructionWriter:
         K = out.intrinsics[0].double().numpy()
         c2w = out.cam2world[0].double().numpy()
         dyn = None if out.dynamic_prob is None else out.dynamic_prob[0].numpy().astype(np.float32)
+        closed_onto = -1 if out.loop_keyframe is None else int(out.loop_keyframe[0])
         H, W = depth.shape
         if self.size is None:
             self.size = (H, W)
@@ -197,13 +199,13 @@ class ReconstructionWriter:
         self.fusion.add(pts_world, rec.rgb, conf=conf, dynamic_prob=dyn, depth=depth, fx=float(K[0, 0]),
                         conf_threshold=threshold)
         if self.scene_memory is not None:
-            from mem4d.scene import observation_from_frame_output
+            from mem4d.scene import write_frame_output
 
             valid_t = torch.from_numpy(valid)[None]
             clean = replace(out, depth=torch.where(valid_t, out.depth, torch.zeros_like(out.depth)),
                             pts_world=torch.where(valid_t[..., None], out.pts_world, torch.nan))
-            obs = observation_from_frame_output(clean, t=i, rgb=rec.rgb, conf_threshold=threshold)
-            self.scene_memory.write(obs)
+            # a loop the model closed on this frame re-poses what was written since the keyframe first
+            write_frame_output(self.scene_memory, clean, t=i, rgb=rec.rgb, conf_threshold=threshold)
         if valid.any():
             self._frustum_depth_sum += float(np.median(depth[valid]))
         # streamed text files last, in one write each, then flushed
@@ -218,6 +220,8 @@ class ReconstructionWriter:
         for f in (self._traj, self._intr, self._list, self._colmap, self._transforms):
             if f is not None:
                 f.flush()
+        if closed_onto >= 0:
+            self.loop_closures.append((i, closed_onto))
         self.frames = i + 1
         self._pending = None
 
@@ -282,6 +286,7 @@ class ReconstructionWriter:
             "voxel_size": self.fusion.voxel_size,
             "voxel_coarsenings": self.fusion.coarsenings,
             "glb": glb_written,
+            "loop_closures": [{"frame": t, "onto": k} for t, k in self.loop_closures],
         })
         meta["files"] = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir()
                                if not p.name.startswith(".") and p.name != "meta.json") + ["meta.json"]
