@@ -91,15 +91,10 @@ def test_stats_and_errors(memory_dir, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_the_demo_scene_renders_from_its_own_cameras(tmp_path, capsys):
-    """`mem4d reconstruct --scene-memory` of the demo's scene with the shipped model, rendered from a
-    stored frame's camera, shows most of that view (a fixed confidence threshold of 1.5 dropped the
-    walls: 24 % coverage; issue 14)."""
+def _reconstruct_with_memory(sample, tmp_path) -> None:
+    """`mem4d reconstruct --scene-memory` of a synthetic sample's frames (PNG) into ``tmp_path/recon``."""
     import torch
 
-    from mem4d.cli.demo import SCENE_KNOBS
-
-    sample = make_scene(0, 16, (96, 128), dynamic=True, **SCENE_KNOBS)
     frames = tmp_path / "frames"
     frames.mkdir()
     for t in range(sample.num_frames):
@@ -111,6 +106,15 @@ def test_the_demo_scene_renders_from_its_own_cameras(tmp_path, capsys):
                      "--no-progress", "--no-video", "--no-glb", "--no-colmap", "--no-nerfstudio"]) == 0
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_demo_scene_renders_from_its_own_cameras(tmp_path, capsys):
+    """`mem4d reconstruct --scene-memory` of the demo's scene with the shipped model, rendered from a
+    stored frame's camera, shows most of that view (a fixed confidence threshold of 1.5 dropped the
+    walls: 24 % coverage; issue 14)."""
+    from mem4d.cli.demo import SCENE_KNOBS
+
+    _reconstruct_with_memory(make_scene(0, 16, (96, 128), dynamic=True, **SCENE_KNOBS), tmp_path)
     capsys.readouterr()
     assert main(["scene", "render", str(tmp_path / "recon"), "--frame", "12", "--out", str(tmp_path / "v.png")]) == 0
     coverage = float(capsys.readouterr().out.split("coverage ")[1].split()[0])
@@ -123,20 +127,7 @@ def test_a_loop_closed_while_reconstructing_re_poses_the_scene_memory(tmp_path):
     the scene memory holds the frames since the keyframe re-posed (SceneMemory.close_loop)."""
     import json
 
-    import torch
-
-    sample = make_scene(4, 40, (96, 128), dynamic=True, camera_path="loop")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for t in range(sample.num_frames):
-        Image.fromarray((sample.images[t].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(
-            frames / f"{t:06d}.png")
-    before = torch.get_num_threads()
-    try:
-        assert main(["reconstruct", str(frames), "--out", str(tmp_path / "recon"), "--scene-memory", "--threads", "1",
-                     "--no-progress", "--no-video", "--no-glb", "--no-colmap", "--no-nerfstudio"]) == 0
-    finally:
-        torch.set_num_threads(before)
+    _reconstruct_with_memory(make_scene(4, 40, (96, 128), dynamic=True, camera_path="loop"), tmp_path)
     closures = json.loads((tmp_path / "recon" / "meta.json").read_text())["loop_closures"]
     assert closures and closures[0]["frame"] >= 30, closures
     t, k = closures[0]["frame"], closures[0]["onto"]
