@@ -13,9 +13,10 @@ a static render, retrieved frames, keyframes, the working window and subjects pr
 the query time. Thresholds are multiples of the running scene scale s (median observed depth).
 
 Writes are incremental: O(pixels) fusion plus O(voxels in the frustum) carving; nothing is
-rebuilt from past frames (a loop closure, `close_loop`, moves what is stored: O(voxels + frames)) (during the first ``scale_warmup_frames`` frames, while the voxel
+rebuilt from past frames (during the first ``scale_warmup_frames`` frames, while the voxel
 size still follows s, the at most that many buffered frames are re-fused if s moves by more
-than 10%). Every input is validated before anything is changed: a bad pose, intrinsics or
+than 10%). A loop the model closes (`close_loop`) moves what is stored instead of re-fusing it:
+O(voxels + frames), once per closure. Every input is validated before anything is changed: a bad pose, intrinsics or
 shape raises ValueError and leaves the memory as it was.
 
 Example::

@@ -135,6 +135,16 @@ def fill_single_holes(depth: np.ndarray, index: np.ndarray, min_neighbours: int 
     return np.where(fill, best_i, index)
 
 
+def _group_mean(a: np.ndarray, w: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Means of the rows of ``a`` (N, ...) over the runs that begin at ``start`` (G,) and hold
+    ``count`` (G,) rows, weighted by ``w`` (N,); the plain mean where a run's weights sum to 0."""
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    den = np.add.reduceat(w, start)
+    weighted = np.add.reduceat(a * w.reshape(shape), start, axis=0) / np.where(den > 0, den, 1.0).reshape(shape)
+    plain = np.add.reduceat(a, start, axis=0) / count.reshape(shape)
+    return np.where((den > 0).reshape(shape), weighted, plain)
+
+
 class StaticLayer:
     """Voxel-hashed fused points of the static scene (see the module docstring)."""
 
@@ -532,10 +542,14 @@ class StaticLayer:
         if R.shape != (n, 3, 3) or p.shape != (n, 3):
             raise ValueError(f"move_voxels needs (n, 3, 3) rotations and (n, 3) translations for n = {n} voxels, "
                              f"got {R.shape} and {p.shape}")
-        x = np.where((self.weight[:n] > 0)[:, None], self.pos[:n],
-                     (unpack_keys(self.key[:n]) + 0.5) * self.voxel_size)
+        v, cell = self.voxel_size, unpack_keys(self.key[:n])
+        x = np.where((self.weight[:n] > 0)[:, None], self.pos[:n].astype(np.float64), (cell + 0.5) * v)
         moved = np.einsum("nij,nj->ni", R, x) + p
-        ijk, ok = self.voxel_coords(moved)
+        # the new cell from the old one and the displacement, the point's offset in its cell clipped
+        # into it (a float32 mean on a cell face must not change cells when nothing moves)
+        inside = np.clip(x - cell * v, 0.0, v * (1 - 1e-6))
+        ijk = cell + np.floor((inside + moved - x) / v).astype(np.int64)
+        ok = (np.abs(ijk) < COORD_LIMIT - self.cfg.block_size).all(axis=1)
         keys = pack_coords(ijk)
         sel = np.flatnonzero(ok)
         order = sel[np.argsort(keys[sel], kind="stable")]
@@ -553,12 +567,7 @@ class StaticLayer:
             elif how == "max":
                 merged[name] = np.maximum.reduceat(a, start, axis=0)
             else:
-                w = old[how][order].astype(np.float64)
-                wa = a * (w[:, None] if a.ndim == 2 else w)
-                den = np.add.reduceat(w, start)
-                mean = np.add.reduceat(wa, start, axis=0) / np.where(den > 0, den, 1.0).reshape((-1,) + (1,) * (a.ndim - 1))
-                fallback = np.add.reduceat(a, start, axis=0) / count.reshape((-1,) + (1,) * (a.ndim - 1))
-                merged[name] = np.where((den > 0).reshape((-1,) + (1,) * (a.ndim - 1)), mean, fallback)
+                merged[name] = _group_mean(a, old[how][order].astype(np.float64), start, count)
         # blocks: rebuilt from the moved voxels, each inheriting the old block of its first voxel
         vcoord = ijk[first]
         bc = np.floor_divide(vcoord, self.cfg.block_size)
