@@ -20,7 +20,7 @@ keyframes come first because they carry less drift. The closure is kept when at 
 ``ACCEPT`` of the keyframe's pixels land inside frame t under it, its photometric cost is at
 most ``COST_RATIO`` times the chained pose's and at most ``FLOOR_RATIO`` times that of frame t-1
 -> t under the refined motion (a right closure fits about as well as consecutive frames do; on
-the loops right ones ended at 0.2-1.7x that cost, wrong ones at 6.5-15x), frame t's channels
+the loops right ones ended at 0.2-3.8x that cost, wrong ones at 6.5-15x), frame t's channels
 first matched to the keyframe's mean and spread (exposure and white balance drift along a
 video): frame t's pose becomes
 ``cam2world_key @ inverse(key -> t)``, and the next frames chain from it (no pose graph:
@@ -57,7 +57,8 @@ ATTEMPT = 0.4  # the predicted share of a keyframe's pixels inside frame t to tr
 ACCEPT = 0.5  # the share inside frame t under the closure's motion to keep it
 COST_RATIO = 0.35  # the closure's photometric cost over the chained pose's, at most (0.5 alone let a wrong one through)
 FLOOR_RATIO = 5.0  # the closure's cost over that of frame t-1 -> t under the refined motion, at most (right
-# closures on the loops ended at 0.2-3.8x, wrong ones at 6.5-15x; 0.3 / 3 refused four right ones at 0.25-0.32 / 1.9-3.8x)
+# closures on the loops ended at 0.2-3.8x, wrong ones at 6.5-15x; 0.3 / 3 refused four right ones at 0.25-0.32 / 1.9-3.8x;
+# with ATTEMPT lowered to 0.2 a wrong one passed at 0.32 / 3.2x, so ATTEMPT is part of the safety: docs/RESULTS.md)
 MATCH_EXPOSURE = True  # frame t's channels matched to the keyframe's mean and spread before the closure
 _KEY_FIELDS = ("key_images", "key_depths", "key_weights", "key_cam2world", "key_frames")  # in `StreamState`
 _GRID = 8  # the overlap is counted on every _GRID-th pixel of the stored keyframe
