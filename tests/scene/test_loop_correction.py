@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mem4d.scene import Observation, Query, SceneMemory, SceneMemoryConfig
+from mem4d.scene.camera_utils import backproject_depth
 from mem4d.scene.loop_correction import correction_shares, spread_correction
 
 from .fixtures import Room, Sphere, intrinsics, masked_psnr, pan_path, yaw_pose
@@ -168,10 +169,7 @@ def test_write_frame_output_hands_the_memory_the_loop_the_model_closed():
 
     def out(t: int, onto: int, correction: np.ndarray) -> SimpleNamespace:
         f = room.render(poses[t], K, SIZE)
-        pts = f.depth[..., None] * np.stack([(np.arange(64)[None] - K[0, 2]) / K[0, 0] + 0 * f.depth,
-                                             (np.arange(48)[:, None] - K[1, 2]) / K[1, 1] + 0 * f.depth,
-                                             np.ones_like(f.depth)], -1)
-        world = pts @ poses[t][:3, :3].T + poses[t][:3, 3]
+        world = backproject_depth(f.depth.astype(np.float64), K, poses[t])
         return SimpleNamespace(pts_world=world[None], conf_world=np.ones((1, 48, 64)), depth=f.depth[None],
                                intrinsics=K[None], cam2world=poses[t][None], dynamic_prob=None,
                                loop_keyframe=np.array([onto]), loop_correction=correction[None]), f.rgb
@@ -204,3 +202,15 @@ def test_moving_every_voxel_by_nothing_changes_no_render(mode):
     assert [f.frame_id for f in after.frames] == [f.frame_id for f in before.frames]
     with pytest.raises(ValueError, match="move_voxels needs"):
         mem.static.move_voxels(np.eye(3)[None], np.zeros((1, 3)))
+
+
+def test_frames_buffered_while_the_voxel_size_settles_are_re_posed_with_the_bank():
+    K, poses, room = intrinsics(64, 48), pan_path(6, 30.0), Room()
+    mem = SceneMemory()  # the voxel size follows the scene scale for the first frames
+    for t in range(5):
+        mem.write(room.observation(t, _drift(t / 5) @ poses[t], K, SIZE))
+    assert mem._warmup
+    mem.close_loop(0, 5, np.linalg.inv(_drift(1.0)))
+    for f, fid in mem._warmup:
+        np.testing.assert_allclose(f.c2w, poses[fid], atol=1e-9)
+        np.testing.assert_allclose(f.pts, backproject_depth(f.depth.astype(np.float64), K, poses[fid]), atol=1e-4)

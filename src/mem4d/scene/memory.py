@@ -383,10 +383,10 @@ class SceneMemory:
         self.bank.move(fids, R, p)
         for fid, Ri, pi in zip(fids, R, p):
             self.keyframes.move(int(fid), Ri, pi)
-        for f, _ in self._warmup:
-            (Ri,), (pi,) = motion(np.array([f.t]))
-            f.pts = f.pts @ Ri.T + pi
-            f.c2w = np.concatenate([np.concatenate([Ri, pi[:, None]], 1) @ f.c2w, f.c2w[3:]])
+        for f, fid in self._warmup:  # frames buffered for a re-fuse while the voxel size settles: as re-posed in the bank
+            moved = self.bank.c2w[fid] @ invert_c2w(f.c2w)
+            f.pts = transform_points(moved, f.pts.reshape(-1, 3)).reshape(f.pts.shape)
+            f.c2w = self.bank.c2w[fid].copy()
         self.static.move_voxels(*motion(self.static.t_obs[: self.static.n]))
         self.tracker.move(motion)
         return int(fids.size)

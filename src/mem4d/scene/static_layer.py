@@ -243,8 +243,11 @@ class StaticLayer:
     def voxel_coords(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P,3) world points -> (P,3) int64 voxel coordinates and (P,) bool in-range flags."""
         ijk = np.floor(pts / self.voxel_size).astype(np.int64)
-        ok = (np.abs(ijk) < COORD_LIMIT - self.cfg.block_size).all(axis=1)
-        return ijk, ok
+        return ijk, self._in_range(ijk)
+
+    def _in_range(self, ijk: np.ndarray) -> np.ndarray:
+        """(P,) whether (P,3) voxel coordinates, and their block, fit the hash's key range."""
+        return (np.abs(ijk) < COORD_LIMIT - self.cfg.block_size).all(axis=1)
 
     def _block_slots(self, ijk: np.ndarray, t: int) -> np.ndarray:
         """Block slot of each voxel coordinate, allocating missing blocks."""
@@ -549,7 +552,7 @@ class StaticLayer:
         # into it (a float32 mean on a cell face must not change cells when nothing moves)
         inside = np.clip(x - cell * v, 0.0, v * (1 - 1e-6))
         ijk = cell + np.floor((inside + moved - x) / v).astype(np.int64)
-        ok = (np.abs(ijk) < COORD_LIMIT - self.cfg.block_size).all(axis=1)
+        ok = self._in_range(ijk)
         keys = pack_coords(ijk)
         sel = np.flatnonzero(ok)
         order = sel[np.argsort(keys[sel], kind="stable")]
