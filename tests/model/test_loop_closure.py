@@ -69,6 +69,19 @@ def test_key_factor_keeps_the_stored_long_side_at_most_key_side():
     assert [key_factor(s) for s in [(96, 128), (192, 256), (384, 512), (720, 1280), (64, 64)]] == [1, 2, 4, 16, 1]
 
 
+def test_disagreement_px_is_where_two_motions_put_the_pixels_apart():
+    s = _loop(2)
+    depth, K = s.depth[:1] * s.valid[:1], s.intrinsics[:1]
+    weight = torch.ones_like(depth)
+    motion = _turn(5.0)[None]
+    assert loop_closure._disagreement_px(depth, weight, K, motion, motion.clone()) == pytest.approx(0.0, abs=1e-4)
+    # one degree more of turn moves the pixels by about focal x 1 degree
+    apart = loop_closure._disagreement_px(depth, weight, K, motion, (_turn(6.0))[None])
+    assert 0.9 < apart / (float(K[0, 0, 0]) * math.radians(1.0)) < 1.3
+    # moving pixels (weight 0) are not counted: no pixel, no agreement
+    assert loop_closure._disagreement_px(depth, torch.zeros_like(depth), K, motion, motion) == math.inf
+
+
 def test_view_overlap_is_one_in_place_and_zero_when_turned_away():
     s = _loop(2)
     depth, K = s.depth[:1], s.intrinsics[:1]
@@ -184,26 +197,63 @@ def test_a_full_store_keeps_frame_0_and_drops_the_oldest_other_keyframe():
     assert sorted(state.key_frames[0].tolist()) == [0] + list(range(n - CAPACITY + 1, n))
 
 
-def test_a_closure_must_fit_about_as_well_as_consecutive_frames_do():
-    """The same revisit that closes above is refused when frame t-1 -> t fit perfectly (the
-    consecutive-frame cost is the yardstick), and still closes when frame t is darker (its
-    channels are matched to the keyframe's before the alignment)."""
+def _perfect_floor(s, state: StreamState, t: int) -> tuple[StreamState, StreamState]:
+    """States in which frame t-1 -> t fits perfectly: the consecutive-frame cost, the yardstick, is about 0."""
     from dataclasses import replace
 
+    g = torch.Generator().manual_seed(0)
+    almost = (s.images[t:t + 1] + 0.002 * torch.rand(s.images[t:t + 1].shape, generator=g)).clamp(0, 1)
+    perfect = replace(state, prev_image=almost, prev_depth=s.depth[t:t + 1] * s.valid[t:t + 1],
+                      prev_weight=torch.ones_like(s.depth[t:t + 1]))
+    return perfect, replace(perfect, pose_velocity=torch.eye(4)[None])
+
+
+def test_a_closure_must_fit_about_as_well_as_consecutive_frames_do(monkeypatch):
+    """With the reverse check off, the same revisit that closes above is refused when frame t-1 -> t
+    fit perfectly (the consecutive-frame cost is the yardstick), and still closes when frame t is
+    darker (its channels are matched to the keyframe's before the alignment)."""
+    from dataclasses import replace
+
+    monkeypatch.setattr(loop_closure, "AGREE_PX", -1.0)
     s = _loop()
     state = StreamState(batch_size=1, image_size=(64, 96))
     _, state = _close(s, 0, s.cam2world[0], state)
     t = 36 - 36 % loop_closure.EVERY
     drifted = s.cam2world[t] @ _turn(8.0)
-    g = torch.Generator().manual_seed(0)
-    almost = (s.images[t:t + 1] + 0.002 * torch.rand(s.images[t:t + 1].shape, generator=g)).clamp(0, 1)
-    perfect = replace(state, prev_image=almost, prev_depth=s.depth[t:t + 1] * s.valid[t:t + 1],
-                      prev_weight=torch.ones_like(s.depth[t:t + 1]))
-    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), perfect,
-                        replace(perfect, pose_velocity=torch.eye(4)[None]), t)
+    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
     torch.testing.assert_close(out.cam2world[0], drifted)
     darker = 0.6 * s.images[t:t + 1] + 0.05
     before, after = _states(s, state, t)
     before = replace(before, prev_image=0.6 * before.prev_image + 0.05)  # the exposure changed a while ago
     out, _ = close_loop(darker, _output(s, t, drifted), before, after, t)
     assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0
+
+
+def test_a_closure_the_cost_tests_refuse_is_kept_when_the_reverse_fit_agrees(monkeypatch):
+    """The revisit refused above (a perfect consecutive-frame fit) is kept when frame t, aligned
+    back onto the keyframe with its own depth, lands on the same rotation; it is refused when that
+    reverse fit turns 1 degree away, or when its cost is over ``AGREE_COST_RATIO`` of the chained pose's."""
+    s = _loop()
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = _close(s, 0, s.cam2world[0], state)
+    t = 36 - 36 % loop_closure.EVERY
+    drifted = s.cam2world[t] @ _turn(8.0)
+    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
+    assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0 and out.loop_keyframe.tolist() == [0]
+
+    align, calls = loop_closure._align, []
+
+    def reverse_elsewhere(*args):
+        a2b, cost = align(*args)
+        calls.append(len(calls))
+        return (a2b @ _turn(1.0)[None], cost) if len(calls) == 2 else (a2b, cost)  # the 2nd fit is the reverse one
+
+    monkeypatch.setattr(loop_closure, "_align", reverse_elsewhere)
+    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
+    assert len(calls) == 2
+    torch.testing.assert_close(out.cam2world[0], drifted)
+    assert out.loop_keyframe.tolist() == [-1]
+    monkeypatch.setattr(loop_closure, "_align", align)
+    monkeypatch.setattr(loop_closure, "AGREE_COST_RATIO", 0.0)
+    out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
+    torch.testing.assert_close(out.cam2world[0], drifted)

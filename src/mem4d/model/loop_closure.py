@@ -22,7 +22,10 @@ most ``COST_RATIO`` times the chained pose's and at most ``FLOOR_RATIO`` times t
 -> t under the refined motion (a right closure fits about as well as consecutive frames do; on
 the loops right ones ended at 0.2-3.8x that cost, wrong ones at 6.5-15x), frame t's channels
 first matched to the keyframe's mean and spread (exposure and white balance drift along a
-video): frame t's pose becomes
+video). A closure those cost tests refuse is still kept when frame t, aligned back onto the
+keyframe with its own depth, agrees with it: the two fits move the keyframe's pixels to within
+``AGREE_PX`` of each other (a right fit is found from both ends, a wrong minimum is not), and its
+cost is at most ``AGREE_COST_RATIO`` times the chained pose's. Then frame t's pose becomes
 ``cam2world_key @ inverse(key -> t)``, and the next frames chain from it (no pose graph:
 earlier frames keep their poses, as in relocalisation). The output reports the closure
 (``loop_keyframe``, ``loop_correction``: the world-side jump), so that a consumer that keeps the
@@ -59,6 +62,11 @@ COST_RATIO = 0.35  # the closure's photometric cost over the chained pose's, at 
 FLOOR_RATIO = 5.0  # the closure's cost over that of frame t-1 -> t under the refined motion, at most (right
 # closures on the loops ended at 0.2-3.8x, wrong ones at 6.5-15x; 0.3 / 3 refused four right ones at 0.25-0.32 / 1.9-3.8x;
 # with ATTEMPT lowered to 0.2 a wrong one passed at 0.32 / 3.2x, so ATTEMPT is part of the safety: docs/RESULTS.md)
+AGREE_PX = 0.5  # a closure the cost tests refuse is kept when the reverse alignment (frame t onto the keyframe,
+AGREE_COST_RATIO = 0.5  # with frame t's own depth, started on its own) moves the keyframe's pixels within this many
+# pixels of where it does (`_disagreement_px`), its cost at most this times the chained pose's (on 32 loops fits within
+# 1 degree of the truth with most of the keyframe in view agreed within 0.01-0.38 px, fits 4-85 degrees off were
+# 4.2-1,300 px apart: docs/RESULTS.md)
 MATCH_EXPOSURE = True  # frame t's channels matched to the keyframe's mean and spread before the closure
 _KEY_FIELDS = ("key_images", "key_depths", "key_weights", "key_cam2world", "key_frames")  # in `StreamState`
 _GRID = 8  # the overlap is counted on every _GRID-th pixel of the stored keyframe
@@ -85,6 +93,16 @@ def _shrink(frame: Tensor, depth: Tensor, weight: Tensor, K: Tensor, f: int) -> 
             F.avg_pool2d(weight[:, None], f)[:, 0], scale_intrinsics(K, 1 / f, 1 / f))
 
 
+def _grid_points(depth: Tensor, weight: Tensor, K: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    """Every ``step``-th pixel of frames (N, h, w) lifted by its depth: points (N, h', w', 3) in the
+    camera and the mask (N, h', w') of those with depth and static weight > 0.5."""
+    d, w = depth[:, ::step, ::step], weight[:, ::step, ::step]
+    Ks = K.clone()
+    Ks[:, :2, :2] = Ks[:, :2, :2] / step
+    Ks[:, :2, 2] = Ks[:, :2, 2] / step  # pixel (i, j) of the subsampled grid is pixel (i, j) * step
+    return depth_to_pts_cam(d, Ks), (d > 0) & (w > 0.5)
+
+
 def view_overlap(depth: Tensor, weight: Tensor, K: Tensor, a2b: Tensor, image_size: tuple[int, int]) -> Tensor:
     """The share of frame a's static pixels with depth that land inside frame b.
 
@@ -96,16 +114,11 @@ def view_overlap(depth: Tensor, weight: Tensor, K: Tensor, a2b: Tensor, image_si
     Returns:
         (N,) in [0, 1] (0 where frame a has no such pixel).
     """
-    d, w = depth[:, ::_GRID, ::_GRID], weight[:, ::_GRID, ::_GRID]
-    Ks = K.clone()
-    Ks[:, :2, :2] = Ks[:, :2, :2] / _GRID
-    Ks[:, :2, 2] = Ks[:, :2, 2] / _GRID  # pixel (i, j) of the subsampled grid is pixel (i, j) * _GRID
-    pts = depth_to_pts_cam(d, Ks)  # (N, h', w', 3)
+    pts, counted = _grid_points(depth, weight, K, _GRID)
     moved = transform_points(a2b[:, None, None], pts)
     uv = project(K[:, None, None], moved)
     h, w_ = image_size
     inside = (moved[..., 2] > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] <= w_ - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
-    counted = (d > 0) & (w > 0.5)
     return (inside & counted).flatten(1).sum(1) / counted.flatten(1).sum(1).clamp_min(1)
 
 
@@ -122,19 +135,48 @@ def _match_exposure(image: Tensor, reference: Tensor) -> Tensor:
     return (image - mean) / std * reference.std((2, 3), keepdim=True) + reference.mean((2, 3), keepdim=True)
 
 
-def _closure(key: tuple[Tensor, Tensor, Tensor], image: Tensor, K: Tensor, guess: Tensor, floor: float) -> Tensor | None:
-    """The keyframe -> frame t motion (1, 4, 4) if frame t ``image`` (1, 3, h, w) closes onto the
-    keyframe (image, depth, weight) started from ``guess`` (1, 4, 4); None if the fit is not
-    clearly right. ``floor``: the cost of frame t-1 -> t under the refined motion."""
-    image = _match_exposure(image, key[0]) if MATCH_EXPOSURE else image
-    size = tuple(image.shape[-2:])
-    starts = torch.stack([guess, torch.eye(4, device=image.device)[None]])
-    a2b, cost = photometric_align(key[0], key[1], image, K, init_a2b=starts, weight_a=key[2],
-                                  probe_a2b=rotation_probes(guess, K, size))
-    chained = _cost(key[0], key[1], key[2], image, K, guess)
-    kept = view_overlap(key[1], key[2], K, a2b, size)
-    ok = float(kept) >= ACCEPT and float(cost) <= COST_RATIO * float(chained) and float(cost) <= FLOOR_RATIO * floor
-    return a2b if ok else None
+def _align(image_a: Tensor, depth_a: Tensor, weight_a: Tensor, image_b: Tensor, K: Tensor, guess: Tensor) -> tuple[Tensor, Tensor]:
+    """The motion a -> b (1, 4, 4) and its cost (1,), frame b's channels first matched to frame a's,
+    started from ``guess`` and from no motion, plus the rotation probes around ``guess``."""
+    image_b = _match_exposure(image_b, image_a) if MATCH_EXPOSURE else image_b
+    starts = torch.stack([guess, torch.eye(4, device=image_a.device)[None]])
+    return photometric_align(image_a, depth_a, image_b, K, init_a2b=starts, weight_a=weight_a,
+                             probe_a2b=rotation_probes(guess, K, tuple(image_b.shape[-2:])))
+
+
+def _disagreement_px(depth: Tensor, weight: Tensor, K: Tensor, a2b: Tensor, other_a2b: Tensor) -> float:
+    """The mean distance in pixels between where two motions a -> b (1, 4, 4) put frame a's static
+    pixels (depth, weight (1, h, w), intrinsics K (1, 3, 3)): motions that trade a small turn for a
+    small shift, as the two directions of one right fit do, land the pixels at the same places."""
+    pts, counted = _grid_points(depth, weight, K, _GRID // 2)
+    pts = pts[counted]  # (N, 3)
+    if len(pts) == 0:
+        return float("inf")
+    uv_a, uv_b = (project(K[0], transform_points(m[0], pts)) for m in (a2b, other_a2b))
+    return float((uv_a - uv_b).norm(dim=-1).mean())
+
+
+def _closure(key: tuple[Tensor, Tensor, Tensor], frame: tuple[Tensor, Tensor, Tensor], K: Tensor, guess: Tensor,
+             floor: float) -> Tensor | None:
+    """The keyframe -> frame t motion (1, 4, 4) if frame t closes onto the keyframe, started from
+    ``guess`` (1, 4, 4); None if the fit is not clearly right.
+
+    Args:
+        key, frame: (image (1, 3, h, w), depth (1, h, w), static weight (1, h, w)) of the keyframe
+            and of frame t.
+        floor: the cost of frame t-1 -> t under the refined motion.
+    """
+    a2b, cost = _align(*key, frame[0], K, guess)
+    size = tuple(frame[0].shape[-2:])
+    if float(view_overlap(key[1], key[2], K, a2b, size)) < ACCEPT:
+        return None
+    chained = float(_cost(*key, _match_exposure(frame[0], key[0]) if MATCH_EXPOSURE else frame[0], K, guess))
+    if float(cost) <= COST_RATIO * chained and float(cost) <= FLOOR_RATIO * floor:
+        return a2b
+    if float(cost) > AGREE_COST_RATIO * chained:
+        return None
+    b2a, _ = _align(*frame, key[0], K, se3_inverse(guess))  # the reverse fit: a wrong minimum is not found twice
+    return a2b if _disagreement_px(key[1], key[2], K, a2b, se3_inverse(b2a)) <= AGREE_PX else None
 
 
 def _empty_keys(B: int, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
@@ -191,7 +233,7 @@ def close_loop(frame: Tensor, out: FrameOutput, state: StreamState, new_state: S
                 if floor is None:  # how well consecutive frames fit here: frame t-1 -> t under the refined motion
                     floor = _cost(*_shrink(state.prev_image.float(), state.prev_depth.float(), state.prev_weight.float(),
                                            out.intrinsics.detach().float(), f)[:3], image, K, new_state.pose_velocity.float())
-                a2b = _closure(key, image[b:b + 1], Kb, k2t[i][None], float(floor[b]))
+                a2b = _closure(key, (image[b:b + 1], depth[b:b + 1], weight[b:b + 1]), Kb, k2t[i][None], float(floor[b]))
                 if a2b is not None:
                     cam2world[b] = se3_orthonormalize(keys["key_cam2world"][b, j] @ se3_inverse(a2b[0]))
                     closed[b] = True
