@@ -107,7 +107,8 @@ def test_folder_input_writes_every_output(folder_run, inputs, capsys):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] is True and meta["frames"] == T and meta["size"] == [H, W]
     assert meta["input_kind"] == "images" and meta["timestamps"] == "frame_index" and meta["motion_head"] is True
-    for name in ("trajectory.txt", "intrinsics.txt", "frames.txt", "depth.mp4", "static.ply", "scene.glb",
+    for name in ("trajectory.txt", "trajectory_loop_corrected.txt", "intrinsics.txt", "frames.txt", "depth.mp4",
+                 "static.ply", "scene.glb",
                  "transforms.json", "colmap/cameras.txt", "colmap/images.txt", "colmap/points3D.txt",
                  "scene_memory"):
         assert (out / name).exists(), name
@@ -723,6 +724,7 @@ def test_sigint_mid_stream_leaves_a_readable_partial_result(inputs, tmp_path):
     n = meta["frames"]
     assert meta["complete"] is False and 3 <= n < 300
     assert len(read_tum_trajectory(out / "trajectory.txt")) == n
+    assert len(read_tum_trajectory(out / "trajectory_loop_corrected.txt")) == n
     assert sorted(p.name for p in (out / "depth").glob("*.npy")) == [f"{i:06d}.npy" for i in range(n)]
     assert all(np.isfinite(np.load(out / "pts_world" / f"{i:06d}.npy")).all() for i in (0, n - 1))
     assert len(read_ply(out / "static.ply")["xyz"]) == meta["static_points"]

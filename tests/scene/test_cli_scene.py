@@ -137,3 +137,8 @@ def test_a_loop_closed_while_reconstructing_re_poses_the_scene_memory(tmp_path):
     np.testing.assert_allclose(kept, streamed[: k + 1], atol=1e-5)  # at and before the keyframe nothing moved
     moved = np.linalg.norm(memory.bank.centre[k + 1:t] - streamed[k + 1:t], axis=1)
     assert moved[-1] > 1e-3 and moved[-1] > moved[0], moved  # a growing share of the correction
+    # trajectory_loop_corrected.txt re-poses the frames since the keyframe as the scene memory did, the rest as streamed
+    corrected = np.loadtxt(tmp_path / "recon" / "trajectory_loop_corrected.txt")
+    np.testing.assert_allclose(corrected[:, 0], np.loadtxt(tmp_path / "recon" / "trajectory.txt")[:, 0])
+    np.testing.assert_allclose(corrected[:t, 1:4], memory.bank.centre[:t], atol=1e-5)
+    np.testing.assert_allclose(corrected[t:, 1:4], streamed[t:], atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 
 from mem4d.scene import Observation, Query, SceneMemory, SceneMemoryConfig
 from mem4d.scene.camera_utils import backproject_depth
-from mem4d.scene.loop_correction import correction_shares, spread_correction
+from mem4d.scene.loop_correction import correct_trajectory, correction_shares, spread_correction
 
 from .fixtures import Room, Sphere, intrinsics, masked_psnr, pan_path, yaw_pose
 
@@ -70,6 +70,31 @@ def test_a_spread_correction_is_the_identity_at_0_the_correction_at_1_and_halves
     np.testing.assert_allclose(p[2], C[:3, 3], atol=1e-12)
     np.testing.assert_allclose(R[1] @ R[1], C[:3, :3], atol=1e-12)  # half the angle about the same axis
     np.testing.assert_allclose(p[1], C[:3, 3] / 2, atol=1e-12)
+
+
+def test_a_streamed_trajectory_is_corrected_as_the_memory_moves_its_frames():
+    """`correct_trajectory` (trajectory_loop_corrected.txt): the pan streamed with a drift that grows
+    linearly until the closing frame, which the model already corrected, comes back exact; the
+    keyframe and the frames after the closure stay as streamed; a second closure applies on top."""
+    poses = pan_path(N + 6, 90.0)
+    streamed = np.stack([_drift(t / CLOSE) @ P for t, P in enumerate(poses)])
+    streamed[CLOSE:] = poses[CLOSE:]  # the closing frame jumped back, the next ones chained from it
+    fixed = correct_trajectory(streamed, [(CLOSE, 0, np.linalg.inv(_drift(1.0)))])
+    np.testing.assert_allclose(fixed, poses, atol=1e-9)
+    np.testing.assert_array_equal(correct_trajectory(streamed, []), streamed)
+    # a later closure onto frame 10 moves only the frames between 10 and it, on top of the first one
+    C = yaw_pose(2.0)
+    twice = correct_trajectory(streamed, [(CLOSE + 4, 10, C), (CLOSE, 0, np.linalg.inv(_drift(1.0)))])
+    np.testing.assert_allclose(twice[:11], poses[:11], atol=1e-9)
+    np.testing.assert_allclose(twice[CLOSE + 4:], poses[CLOSE + 4:], atol=1e-9)
+    R, p = spread_correction(np.array([0.5]), C)  # frame 19 is half way from 10 to 28
+    np.testing.assert_allclose(twice[19, :3, :3], R[0] @ poses[19, :3, :3], atol=1e-9)
+    np.testing.assert_allclose(twice[19, :3, 3], R[0] @ poses[19, :3, 3] + p[0], atol=1e-9)
+    for bad in ([(N + 6, 0, C)], [(5, 5, C)], [(5, -1, C)]):
+        with pytest.raises(ValueError, match="does not fit"):
+            correct_trajectory(streamed, bad)
+    with pytest.raises(ValueError, match=r"\(T, 4, 4\)"):
+        correct_trajectory(streamed[0], [])
 
 
 def _sample_error(mem: SceneMemory, fid: int, pose: np.ndarray, K: np.ndarray, frame) -> float:

@@ -120,7 +120,8 @@ class ReconstructionWriter:
         self.fusion = VoxelFusion(self.opt.voxel_size, max_voxels=self.opt.max_points,
                                   dynamic_threshold=self.opt.dynamic_threshold)
         self.confidence = ConfidenceStats()
-        self.loop_closures: list[tuple[int, int]] = []  # (frame, the earlier frame it closed a loop onto)
+        self.loop_closures: list[tuple[int, int, np.ndarray]] = []  # (frame, the earlier frame it closed a
+        # loop onto, the world-side correction (4, 4)): trajectory_loop_corrected.txt spreads them
         self.scene_memory: Any = None
         if self.opt.scene_memory:
             from mem4d.scene import SceneMemory
@@ -221,7 +222,7 @@ class ReconstructionWriter:
             if f is not None:
                 f.flush()
         if closed_onto >= 0:
-            self.loop_closures.append((i, closed_onto))
+            self.loop_closures.append((i, closed_onto, out.loop_correction[0].double().numpy()))
         self.frames = i + 1
         self._pending = None
 
@@ -252,6 +253,7 @@ class ReconstructionWriter:
         """
         self._discard_pending()
         self._close_streams()
+        self._write_loop_corrected_trajectory()
         xyz, rgb, counts = self.fusion.points()
         assert isinstance(self.opt.conf_threshold, ConfidenceThreshold)
         message = self.confidence.warning(self.opt.conf_threshold, len(xyz), scene_memory=self.opt.scene_memory)
@@ -286,7 +288,7 @@ class ReconstructionWriter:
             "voxel_size": self.fusion.voxel_size,
             "voxel_coarsenings": self.fusion.coarsenings,
             "glb": glb_written,
-            "loop_closures": [{"frame": t, "onto": k} for t, k in self.loop_closures],
+            "loop_closures": [{"frame": t, "onto": k} for t, k, _ in self.loop_closures],
         })
         meta["files"] = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir()
                                if not p.name.startswith(".") and p.name != "meta.json") + ["meta.json"]
@@ -295,6 +297,25 @@ class ReconstructionWriter:
             json.dump(_finite_or_none(meta), f, indent=2, default=_json_default)
             f.write("\n")
         return meta
+
+    def _write_loop_corrected_trajectory(self) -> None:
+        """trajectory_loop_corrected.txt: trajectory.txt with each loop closure spread over the frames
+        since its keyframe (`mem4d.scene.loop_correction.correct_trajectory`; the same as the
+        streamed poses where no loop closed)."""
+        from mem4d.scene.loop_correction import correct_trajectory
+
+        with open(self.root / "trajectory.txt") as f:
+            lines = list(_data_lines(f))
+        header = ("# mem4d reconstruct: camera-to-world poses with each loop closure (meta.json) spread over the frames "
+                  "since its keyframe, after the stream (trajectory.txt: as streamed), TUM format (OpenCV camera axes, "
+                  "world = first camera, metres)\n# timestamp tx ty tz qx qy qz qw\n")
+        closures = [c for c in self.loop_closures if c[0] < len(lines)]
+        poses = correct_trajectory(np.stack([_cam2world_from_tum(line) for line in lines]) if lines
+                                   else np.zeros((0, 4, 4)), closures)
+        tmp = self.root / ".trajectory_loop_corrected.txt.tmp"
+        with open(tmp, "w") as f:
+            f.write(header + "".join(tum_line(float(line.split()[0]), P) for line, P in zip(lines, poses)))
+        os.replace(tmp, self.root / "trajectory_loop_corrected.txt")
 
     def _write_glb(self, xyz: np.ndarray, rgb: np.ndarray) -> bool:
         from mem4d.viz.glb import TrimeshMissing, write_glb
