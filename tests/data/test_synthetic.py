@@ -382,3 +382,24 @@ def test_any_resolution_and_single_frame():
 def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         make_scene(**kwargs)
+
+
+def test_the_closeup_path_films_a_surface_a_metre_or_two_away_and_is_never_drawn_at_random():
+    """camera_path="closeup" (data.closeup_fraction): the drawn paths look 2-7 m into open space; this
+    one stays 0.5-2 m from what it looks at. It is not among the random kinds, so every seed's scene is
+    what it was."""
+    import numpy as np
+
+    from mem4d.data.synthetic.camera_paths import CLOSEUP_DISTANCE, EXTRA_PATH_KINDS
+
+    assert "closeup" in EXTRA_PATH_KINDS and "closeup" not in PATH_KINDS
+    medians = []
+    for seed in range(6):
+        s = make_scene(seed, 6, image_size=(24, 32), dynamic=False, camera_path="closeup")
+        assert s.meta["camera_path"] == "closeup" and bool(s.valid.all())
+        medians.append(float(s.depth[s.valid].median()))
+        assert CLOSEUP_DISTANCE[0] * 0.5 < float(s.depth[0][s.valid[0]].median()) < CLOSEUP_DISTANCE[1] * 1.5
+    drawn = [float(make_scene(seed, 2, image_size=(24, 32), dynamic=False).depth.median()) for seed in range(6)]
+    assert np.median(medians) < 0.6 * np.median(drawn), (medians, drawn)
+    with pytest.raises(ValueError, match="closeup"):
+        make_scene(0, 2, image_size=(24, 32), camera_path="close")

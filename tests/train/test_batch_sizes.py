@@ -179,3 +179,21 @@ def test_appearance_fraction_mixes_the_looks_per_clip_deterministically():
     clips = batches.batch(step)
     assert {("appearance" in c.meta) for c in clips} == {True, False}
     assert SyntheticBatches(_data(appearance="realistic"), 2).appearance(0, 0) == "realistic"  # default fraction 1
+
+
+def test_closeup_fraction_films_that_share_of_the_clips_closeup_and_leaves_the_others_as_drawn():
+    data = _data(num_frames=2, max_frames=None, closeup_fraction=0.4)
+    batches = SyntheticBatches(data, 4)
+    paths = [batches.camera_path(step, i) for step in range(25) for i in range(4)]
+    assert 20 < paths.count("closeup") < 60 and set(paths) == {"closeup", None}
+    assert paths == [SyntheticBatches(data, 4).camera_path(step, i) for step in range(25) for i in range(4)]
+    step = next(s for s in range(25) if {batches.camera_path(s, i) for i in range(4)} == {"closeup", None})
+    clips, plain = batches.batch(step), SyntheticBatches(_data(num_frames=2, max_frames=None), 4).batch(step)
+    for i, (clip, other) in enumerate(zip(clips, plain)):
+        if batches.camera_path(step, i) is None:  # the same scene as a recipe without close-ups draws
+            assert torch.equal(clip.images, other.images)
+        else:
+            assert clip.meta["camera_path"] == "closeup" and other.meta["camera_path"] != "closeup"
+    assert SyntheticBatches(_data(), 2).camera_path(0, 0) is None  # default fraction 0
+    with pytest.raises(ValueError, match=r"data.closeup_fraction must be a number in \[0, 1\]"):
+        _data(closeup_fraction=2.0)

@@ -101,10 +101,17 @@ class SyntheticBatches:
             make_scene(
                 self.scene_seed(step, i), T, image_size=(H, W), dynamic=self.recipe.dynamic,
                 camera_speed=self.camera_speed(step, i), loop_frames=self.recipe.loop_frames,
-                appearance=self.appearance(step, i),
+                appearance=self.appearance(step, i), camera_path=self.camera_path(step, i),
             )
             for i in range(self.batch_size)
         ]
+
+    def camera_path(self, step: int, index: int) -> str | None:
+        """"closeup" for a fraction ``data.closeup_fraction`` of the clips (drawn per clip from
+        (seed, step, index, rank)), None (the scene's own random draw) for the others."""
+        r = self.recipe
+        return "closeup" if r.closeup_fraction > 0 and _chance(r.closeup_fraction, r.seed, step, index, self.rank, 37) \
+            else None
 
     def appearance(self, step: int, index: int):
         """The recipe's appearance for a fraction ``data.appearance_fraction`` of the clips (drawn

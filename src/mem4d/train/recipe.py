@@ -116,11 +116,15 @@ class DataRecipe:
     # "realistic", or a mapping of its parts to true/false; validation scenes keep the default look
     appearance: Any = None
     appearance_fraction: float = 1.0  # the share of clips drawn with `appearance` (the rest: the default look)
+    # the share of clips filmed on the "closeup" camera path (0.5-2 m from a surface; the others draw their
+    # path at random, as the benchmarks do): the drawn paths look into the open space, 2-7 m away
+    closeup_fraction: float = 0.0
     # mixed sizes and aspect ratios, one per step (synthetic; off by default); validation stays at image_size
     sizes: SizeRecipe = field(default_factory=SizeRecipe)
 
     def __post_init__(self) -> None:
         self.appearance_fraction = fraction("data.appearance_fraction", self.appearance_fraction)
+        self.closeup_fraction = fraction("data.closeup_fraction", self.closeup_fraction)
 
 
 @dataclass

@@ -5,7 +5,10 @@ Kinds:
   * orbit: an arc around a target that the camera keeps looking at;
   * forward: moving along the view direction with a little sway and bob;
   * rotation: a fixed camera centre panning (pure rotation, exactly zero translation);
-  * loop: a closed ellipse whose last frames revisit the first views.
+  * loop: a closed ellipse whose last frames revisit the first views;
+  * closeup (only when asked for, never drawn at random: `EXTRA_PATH_KINDS`): a slow handheld
+    drift 0.5-2 m from a wall or whatever stands before it, looking at one point of it, as a
+    phone films a desk or a shelf (the drawn kinds look into the open space, 2-7 m away).
 
 `camera_speed` scales the per-frame motion (about 3.5 cm and 1.2 degrees per frame at 1.0).
 Paths are shrunk (speed reduced, recorded as `effective_speed`) when they do not fit in the
@@ -21,7 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PATH_KINDS = ("handheld", "orbit", "forward", "rotation", "loop")
+PATH_KINDS = ("handheld", "orbit", "forward", "rotation", "loop")  # drawn at random when no kind is given
+EXTRA_PATH_KINDS = ("closeup",)  # only when asked for, so that every seed's random draw stays as it was
+CLOSEUP_DISTANCE = (0.5, 2.0)  # metres from the camera to the surface it looks at (log-uniform)
 STEP = 0.035  # metres per frame at speed 1
 TURN = math.radians(1.2)  # radians per frame at speed 1
 UP = np.array([0.0, 0.0, 1.0])
@@ -136,8 +141,8 @@ def make_camera_path(
         last frames revisit its first views). A clip shorter than that is an arc of the loop:
         training clips of a few frames would otherwise turn 45 degrees or more per frame.
     """
-    if kind not in PATH_KINDS:
-        raise ValueError(f"unknown camera_path {kind!r}; expected one of {PATH_KINDS} or None")
+    if kind not in PATH_KINDS + EXTRA_PATH_KINDS:
+        raise ValueError(f"unknown camera_path {kind!r}; expected one of {PATH_KINDS + EXTRA_PATH_KINDS} or None")
     T = num_frames
     t = np.arange(T, dtype=np.float64)
     step, turn = STEP * speed, TURN * speed
@@ -204,6 +209,22 @@ def make_camera_path(
         pitch = np.arctan2(look[:, 2], np.linalg.norm(look[:, :2], axis=-1)) + math.radians(1.5) * ang[:, 1]
         rot = look_rotation(yaw_pitch_dir(yaw, pitch), math.radians(1.0) * ang[:, 1])
         info.update(effective_speed=float(speed * scale), orbit_radius=float(radius * scale), target=target.tolist())
+    elif kind == "closeup":
+        yaw0 = rng.uniform(-math.pi, math.pi)
+        view = yaw_pitch_dir(np.array([yaw0]), np.array([math.radians(rng.uniform(-30.0, -5.0))]))[0]
+        start = region_lo + rng.random(3) * (region_hi - region_lo)
+        start[2] = base_height
+        surface = start + room_exit_distance(start[None], view[None], bounds_lo, bounds_hi)[0] * view
+        distance = math.exp(rng.uniform(*np.log(CLOSEUP_DISTANCE)))
+        side = np.array([-math.sin(yaw0), math.cos(yaw0), 0.0])
+        rel = (t * step * 0.5 * rng.choice([-1.0, 1.0]))[:, None] * side + (0.01 + 0.2 * step) * jitter(3, 18.0)
+        positions = np.clip(surface - distance * view + rel, region_lo, region_hi)
+        target = surface + 0.1 * jitter(3, 25.0)
+        look = target - positions
+        ang = jitter(1, 20.0)
+        rot = look_rotation(look / np.linalg.norm(look, axis=-1, keepdims=True), math.radians(2.0) * ang[:, 0])
+        info.update(effective_speed=float(speed * 0.5), target=surface.tolist(),
+                    distance=float(np.linalg.norm(surface - positions, axis=-1).mean()))
     else:  # loop
         L = int(loop_frames) if loop_frames is not None else T
         radius = float(np.clip(step * max(L, 2) / (2 * math.pi), 0.35, 3.0))

@@ -15,7 +15,7 @@ from torch import Tensor
 from mem4d.data.sample import Sample
 
 from .appearance import Appearance, real_fov_deg, resolve_appearance, restyle_layout
-from .camera_paths import PATH_KINDS
+from .camera_paths import EXTRA_PATH_KINDS, PATH_KINDS
 from .render import Renderer
 from .scene import ENVIRONMENTS, SceneLayout, sample_layout
 
@@ -100,7 +100,8 @@ def make_scene(
             mapping such as {"jpeg": False} switches parts of it off. See `appearance`. The
             ground truth stays exact; the seed still determines the clip.
         **knobs: the scene knobs of `build_layout`:
-        camera_path: "handheld", "orbit", "forward", "rotation", "loop" or None (random).
+        camera_path: "handheld", "orbit", "forward", "rotation", "loop" or None (random among those),
+            or "closeup" (0.5-2 m from a surface; never drawn at random).
         camera_speed: scale of the camera motion per frame (1.0 ≈ 3.5 cm and 1.2° per frame).
         num_objects: moving objects, 0..4 (None: random 1..4 when dynamic). The first
             `num_walkers` are articulated walkers (None: one, sometimes two).
@@ -182,8 +183,8 @@ def build_layout(
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
     H, W = _check_size(image_size)
-    if camera_path is not None and camera_path not in PATH_KINDS:
-        raise ValueError(f"unknown camera_path {camera_path!r}; expected one of {PATH_KINDS} or None")
+    if camera_path is not None and camera_path not in PATH_KINDS + EXTRA_PATH_KINDS:
+        raise ValueError(f"unknown camera_path {camera_path!r}; expected one of {PATH_KINDS + EXTRA_PATH_KINDS} or None")
     if environment is not None and environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}; expected one of {ENVIRONMENTS} or None")
     if num_objects is not None and not 0 <= num_objects <= MAX_OBJECTS:
