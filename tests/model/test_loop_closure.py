@@ -208,6 +208,16 @@ def _perfect_floor(s, state: StreamState, t: int) -> tuple[StreamState, StreamSt
     return perfect, replace(perfect, pose_velocity=torch.eye(4)[None])
 
 
+def _keyed_revisit():
+    """The loop with frame 0 kept as a keyframe, a revisit frame t and its chained pose, 8 degrees off:
+    (scene, state, t, drifted pose (4, 4))."""
+    s = _loop()
+    state = StreamState(batch_size=1, image_size=(64, 96))
+    _, state = _close(s, 0, s.cam2world[0], state)
+    t = 36 - 36 % loop_closure.EVERY
+    return s, state, t, s.cam2world[t] @ _turn(8.0)
+
+
 def test_a_closure_must_fit_about_as_well_as_consecutive_frames_do(monkeypatch):
     """With the reverse check off, the same revisit that closes above is refused when frame t-1 -> t
     fit perfectly (the consecutive-frame cost is the yardstick), and still closes when frame t is
@@ -215,11 +225,7 @@ def test_a_closure_must_fit_about_as_well_as_consecutive_frames_do(monkeypatch):
     from dataclasses import replace
 
     monkeypatch.setattr(loop_closure, "AGREE_PX", -1.0)
-    s = _loop()
-    state = StreamState(batch_size=1, image_size=(64, 96))
-    _, state = _close(s, 0, s.cam2world[0], state)
-    t = 36 - 36 % loop_closure.EVERY
-    drifted = s.cam2world[t] @ _turn(8.0)
+    s, state, t, drifted = _keyed_revisit()
     out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
     torch.testing.assert_close(out.cam2world[0], drifted)
     darker = 0.6 * s.images[t:t + 1] + 0.05
@@ -233,11 +239,7 @@ def test_a_closure_the_cost_tests_refuse_is_kept_when_the_reverse_fit_agrees(mon
     """The revisit refused above (a perfect consecutive-frame fit) is kept when frame t, aligned
     back onto the keyframe with its own depth, lands on the same rotation; it is refused when that
     reverse fit turns 1 degree away, or when its cost is over ``AGREE_COST_RATIO`` of the chained pose's."""
-    s = _loop()
-    state = StreamState(batch_size=1, image_size=(64, 96))
-    _, state = _close(s, 0, s.cam2world[0], state)
-    t = 36 - 36 % loop_closure.EVERY
-    drifted = s.cam2world[t] @ _turn(8.0)
+    s, state, t, drifted = _keyed_revisit()
     out, _ = close_loop(s.images[t:t + 1], _output(s, t, drifted), *_perfect_floor(s, state, t), t)
     assert _angle(out.cam2world[0], s.cam2world[t]) < 1.0 and out.loop_keyframe.tolist() == [0]
 
