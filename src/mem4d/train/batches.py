@@ -107,8 +107,8 @@ class SyntheticBatches:
         ]
 
     def camera_path(self, step: int, index: int) -> str | None:
-        """"closeup" for a fraction ``data.closeup_fraction`` of the clips (drawn per clip from
-        (seed, step, index, rank)), None (the scene's own random draw) for the others."""
+        """The "closeup" path for a fraction ``data.closeup_fraction`` of the clips (drawn per clip
+        from (seed, step, index, rank)), None (the scene's own random draw) for the others."""
         r = self.recipe
         return "closeup" if r.closeup_fraction > 0 and _chance(r.closeup_fraction, r.seed, step, index, self.rank, 37) \
             else None
