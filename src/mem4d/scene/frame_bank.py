@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .camera_utils import invert_c2w, transform_points_batch
+from .loop_correction import move_poses
 from .types import FrameRef
 
 __all__ = ["FrameBank", "make_thumbnail", "thumbnail_K"]
@@ -105,9 +106,7 @@ class FrameBank:
     def move(self, fids: np.ndarray, R: np.ndarray, p: np.ndarray) -> None:
         """Re-poses frames ``fids`` (M,) by world-side rigid motions: ``cam2world <- [R | p] @ cam2world``
         with R (M, 3, 3) and p (M, 3) (a loop correction; `SceneMemory.close_loop`)."""
-        C = np.tile(np.eye(4), (len(fids), 1, 1))
-        C[:, :3, :3], C[:, :3, 3] = R, p
-        self.c2w[fids] = C @ self.c2w[fids]
+        self.c2w[fids] = move_poses(self.c2w[fids], R, p)
         self.centre[fids] = self.c2w[fids, :3, 3]
 
     def release_full(self, fid: int) -> None:

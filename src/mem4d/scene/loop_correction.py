@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-__all__ = ["correct_trajectory", "correction_shares", "spread_correction"]
+__all__ = ["correct_trajectory", "correction_shares", "move_poses", "spread_correction"]
 
 
 def correction_shares(times: np.ndarray, t_key: int, t: int) -> np.ndarray:
@@ -70,9 +70,13 @@ def correct_trajectory(cam2world: np.ndarray, closures: list[tuple[int, int, np.
         if not 0 <= t_key < t < len(P):
             raise ValueError(f"a loop closure at frame {t} onto frame {t_key} does not fit a trajectory of {len(P)} frames")
         between = np.arange(t_key + 1, t)
-        R, p = spread_correction(correction_shares(between, t_key, t), correction)
-        moved = P[between].copy()
-        moved[:, :3, :3] = R @ P[between, :3, :3]
-        moved[:, :3, 3] = (R @ P[between, :3, 3:4])[..., 0] + p
-        P[between] = moved
+        P[between] = move_poses(P[between], *spread_correction(correction_shares(between, t_key, t), correction))
     return P
+
+
+def move_poses(cam2world: np.ndarray, R: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Poses (M, 4, 4) moved by world-side rigid motions: ``[R | p] @ cam2world`` with R (M, 3, 3)
+    and p (M, 3), as `spread_correction` gives them."""
+    C = np.tile(np.eye(4), (len(R), 1, 1))
+    C[:, :3, :3], C[:, :3, 3] = R, p
+    return C @ cam2world

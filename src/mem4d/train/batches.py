@@ -110,8 +110,7 @@ class SyntheticBatches:
         """The "closeup" path for a fraction ``data.closeup_fraction`` of the clips (drawn per clip
         from (seed, step, index, rank)), None (the scene's own random draw) for the others."""
         r = self.recipe
-        return "closeup" if r.closeup_fraction > 0 and _chance(r.closeup_fraction, r.seed, step, index, self.rank, 37) \
-            else None
+        return "closeup" if _chance(r.closeup_fraction, r.seed, step, index, self.rank, 37) else None
 
     def appearance(self, step: int, index: int):
         """The recipe's appearance for a fraction ``data.appearance_fraction`` of the clips (drawn

@@ -220,9 +220,8 @@ def make_camera_path(
         rel = (t * step * 0.5 * rng.choice([-1.0, 1.0]))[:, None] * side + (0.01 + 0.2 * step) * jitter(3, 18.0)
         positions = np.clip(surface - distance * view + rel, region_lo, region_hi)
         target = surface + 0.1 * jitter(3, 25.0)
-        look = target - positions
         ang = jitter(1, 20.0)
-        rot = look_rotation(look / np.linalg.norm(look, axis=-1, keepdims=True), math.radians(2.0) * ang[:, 0])
+        rot = look_rotation(target - positions, math.radians(2.0) * ang[:, 0])
         info.update(effective_speed=float(speed * 0.5), target=surface.tolist(),
                     distance=float(np.linalg.norm(surface - positions, axis=-1).mean()))
     else:  # loop
