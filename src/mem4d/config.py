@@ -411,6 +411,10 @@ class HeadsConfig(_Config):
             is at least 10 frames old, and takes that alignment where it fits clearly better than
             the chained pose and about as well as consecutive frames do (`mem4d.model.loop_closure`): the drift of the chained poses ends
             where the video returns to a place it has seen. Up to 16 keyframes per stream.
+        depth_scale: [not in the paper] a small MLP on the frame's final decoder tokens and the
+            mean log depth gives one factor per frame on ``pts_cam`` (`mem4d.model.depth_scale`),
+            so that the metric scale can be trained apart from the pointmap's shape. It starts at
+            a factor of 1. ``depth_scale_hidden``: its hidden width.
     """
 
     dpt_features: int = 256
@@ -437,11 +441,13 @@ class HeadsConfig(_Config):
     refine_probes: bool = False
     refine_focal: bool = False
     loop_closure: bool = False
+    depth_scale: bool = False
+    depth_scale_hidden: int = 64
 
     def __post_init__(self) -> None:
         self.dpt_layer_dims = tuple(int(d) for d in self.dpt_layer_dims)  # type: ignore[assignment]
         _ints(self, "dpt_features", "dpt_hidden", "camera_hidden", "flow_features", "flow_hidden", "flow_radius",
-              "flow_levels", "reprojection_iters", "refine_select_after")
+              "flow_levels", "reprojection_iters", "refine_select_after", "depth_scale_hidden")
         if self.reprojection_iters < 0:
             raise ValueError(f"HeadsConfig.reprojection_iters must be >= 0, got {self.reprojection_iters}")
         if self.refine_select_after < 0:
@@ -451,11 +457,11 @@ class HeadsConfig(_Config):
             raise ValueError(f"HeadsConfig.depth_grad_from_pose must be a number in [0, 1], got {self.depth_grad_from_pose!r}")
         self.depth_grad_from_pose = float(self.depth_grad_from_pose)
         _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth", "flow_features", "flow_hidden",
-                  "flow_radius", "flow_levels")
+                  "flow_radius", "flow_levels", "depth_scale_hidden")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
         for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "motion_photometric",
-                     "refine_probes", "refine_focal", "loop_closure"):
+                     "refine_probes", "refine_focal", "loop_closure", "depth_scale"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

@@ -30,6 +30,7 @@ from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.checkpointing import CheckpointedBlocks
 from mem4d.model.correspondence import CorrespondenceHead
 from mem4d.model.decoder import FusionDecoder
+from mem4d.model.depth_scale import DepthScaleHead
 from mem4d.model.encoder import ImageEncoder
 from mem4d.model.heads import PointmapHead
 from mem4d.model.loop_closure import close_loop
@@ -79,6 +80,7 @@ class Mem4D(nn.Module):
         procrustes = cfg.heads.camera_pose == "procrustes"  # pts_world = cam2world . pts_cam: no world head
         self.head_world = None if procrustes else PointmapHead((E, D, D, D), cfg.heads, p)
         self.head_cam = PointmapHead((E, D, D, D), cfg.heads, p)
+        self.depth_scale = DepthScaleHead(D, cfg.heads.depth_scale_hidden) if cfg.heads.depth_scale else None
         self.camera_head = CameraHead(D, cfg.heads.camera_hidden)
         h = cfg.heads
         self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
@@ -99,6 +101,8 @@ class Mem4D(nn.Module):
                     nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.camera_token, std=0.02)
         self.camera_head.reset_parameters()
+        if self.depth_scale is not None:
+            self.depth_scale.reset_parameters()
         if self.correspondence is not None:
             self.correspondence.reset_parameters()
         if self.unified is not None:
@@ -153,6 +157,9 @@ class Mem4D(nn.Module):
         stages = self.decoder(tokens, pos, motion, spatial)  # L x (B, N+1, D)
         dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
         pts_cam, conf_cam = self.head_cam(dpt_in, grid)
+        if self.depth_scale is not None:  # one factor per frame, before anything reads pts_cam
+            log_scale = self.depth_scale(stages[-1][:, N], stages[-1][:, :N], pts_cam[..., 2])
+            pts_cam = pts_cam * log_scale.exp().to(pts_cam.dtype)[:, None, None, None]
         cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0 and cfg.heads.anchor_first)
         if cfg.heads.camera_pose == "chained" and t > 0:  # the head gave camera t -> camera t-1
             cam = chain_pose(cam, state.cam2world)
