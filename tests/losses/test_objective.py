@@ -279,3 +279,24 @@ def test_motion_iou_weight_adds_its_term_and_is_off_by_default():
     for bad in (-1.0, True, "1"):
         with pytest.raises(ValueError, match="motion_iou"):
             LossWeights(motion_iou=bad)
+
+
+def test_log_scale_term_reads_each_frames_factor_and_not_its_shape():
+    t, K = _targets(seed=7)
+    pred = _perfect_prediction(t, K)
+    factor = torch.tensor([0.5, 2.0]).view(2, 1, 1, 1, 1)
+    pred.pts_cam = t.pts_cam * factor
+    objective = Mem4DObjective(LossWeights(log_scale=2.0))
+    base_total, base = Mem4DObjective()(pred, t)
+    assert "log_scale" not in base
+    total, terms = objective(pred, t)
+    assert terms["log_scale"].item() == pytest.approx(math.log(2.0), rel=1e-4)  # |log 0.5| = |log 2|
+    assert total.item() == pytest.approx((base_total + 2.0 * terms["log_scale"]).item(), rel=1e-6)
+    wave = 0.2 * torch.sin(torch.arange(t.pts_cam.shape[-2], dtype=t.pts_cam.dtype))
+    t.valid[:] = True  # another shape with the same mean log depth in every frame: no cost
+    pred.pts_cam = t.pts_cam * torch.exp(wave - wave.mean())[:, None]
+    _, shaped = objective(pred, t)
+    assert shaped["log_scale"].item() == pytest.approx(0, abs=1e-5)
+    for bad in (-1.0, True):
+        with pytest.raises(ValueError, match="log_scale"):
+            LossWeights(log_scale=bad)

@@ -3,6 +3,7 @@
     L = L_conf(world) + L_conf(cam) + λ_abs · L_abs + λ_rel · L_rel + λ_motion · L_motion
         [+ λ_flow · L_flow + λ_flow_weight · L_flow_weight with the correspondence head]
         [+ λ_si · (L_si(world) + L_si(cam)) with loss.scale_invariant > 0, not in the paper]
+        [+ λ_ls · L_log_scale with loss.log_scale > 0, not in the paper]
 
 Every term is returned by name so training logs show what moves.
 """
@@ -20,7 +21,7 @@ from mem4d.geometry.se3 import transform_points
 from mem4d.losses.camera import absolute_camera_loss, relative_camera_loss
 from mem4d.losses.flow import flow_losses
 from mem4d.losses.motion import motion_iou_loss, motion_loss
-from mem4d.losses.pointmap import confidence_regression_loss, gt_scale, scale_invariant_regression
+from mem4d.losses.pointmap import confidence_regression_loss, gt_scale, log_scale_error, scale_invariant_regression
 
 
 @dataclass
@@ -84,9 +85,12 @@ class LossWeights:
     # normalised by its own scale (mem4d.losses.pointmap.scale_invariant_regression): shape and a
     # scale that holds across the clip, apart from the metric scale Eq. 7 trains; 0 = off
     scale_invariant: float = 0.0
+    # [choice, not in the paper] weight of each frame's log depth scale error
+    # (mem4d.losses.pointmap.log_scale_error): the metric scale alone, one number per frame; 0 = off
+    log_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("scale_invariant", "motion_iou"):  # the optional terms' weights
+        for name in ("scale_invariant", "motion_iou", "log_scale"):  # the optional terms' weights
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"loss.{name} must be a number >= 0, got {value!r}")
@@ -135,6 +139,9 @@ class Mem4DObjective:
                     getattr(pred, f"pts_{kind}"), getattr(targets, f"pts_{kind}"), targets.valid, pred_scale, scale
                 )
             total = total + w.scale_invariant * (terms["si_world"] + terms["si_cam"])
+        if w.log_scale > 0:
+            terms["log_scale"] = log_scale_error(pred.pts_cam[..., 2], targets.pts_cam[..., 2], targets.valid)
+            total = total + w.log_scale * terms["log_scale"]
         dynamic_prob = getattr(pred, "dynamic_prob", None)
         if dynamic_prob is not None and targets.dynamic_mask is not None and w.motion > 0:
             terms["motion"] = motion_loss(dynamic_prob, targets.dynamic_mask, targets.valid, w.motion_pos_weight)

@@ -68,3 +68,22 @@ def scale_invariant_regression(pred: Tensor, target: Tensor, valid: Tensor, pred
     shape = (-1, *([1] * (pred.dim() - 1)))
     err = (pred / pred_scale.view(shape) - target / scale.view(shape)).norm(dim=-1)
     return (err * valid).sum() / valid.sum().clamp(min=1)
+
+
+def log_scale_error(depth: Tensor, target: Tensor, valid: Tensor, eps: float = 1e-3) -> Tensor:
+    """Mean over frames of ``| mean_i log ẑ_i − mean_i log z_i |`` over each frame's valid pixels:
+    how far the frame's metric scale is off (a factor e^x reads x), whatever its shape.
+    [choice] `loss.log_scale`, off by default; not in the paper.
+
+    Args:
+        depth, target: (B, T, H, W) predicted and ground-truth depth (clamped at ``eps``).
+        valid: (B, T, H, W) bool; frames with no valid pixel do not count.
+    Returns:
+        scalar.
+    """
+    v = valid.float().flatten(2)
+    n = v.sum(-1)
+    log_ratio = (depth.clamp(min=eps).log() - target.clamp(min=eps).log()).flatten(2)
+    per_frame = (log_ratio * v).sum(-1) / n.clamp(min=1)
+    seen = n > 0
+    return (per_frame.abs() * seen).sum() / seen.sum().clamp(min=1)
