@@ -49,14 +49,15 @@ def test_the_factor_scales_the_first_frame_and_is_bounded(single_thread, bias):
 
 def test_the_factor_reads_the_depth_and_the_tokens():
     torch.manual_seed(0)
-    head = DepthScaleHead(dim=8, hidden=16)
+    head = DepthScaleHead(dim=8, encoder_dim=12, hidden=16)
     torch.nn.init.normal_(head.mlp[-1].weight)
-    cam, patches, depth = torch.randn(2, 8), torch.randn(2, 5, 8), torch.full((2, 4, 6), 2.0)
-    g = head(cam, patches, depth)
+    cam, patches, enc, depth = torch.randn(2, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 12), torch.full((2, 4, 6), 2.0)
+    g = head(cam, patches, enc, depth)
     assert g.shape == (2,)
-    assert not torch.allclose(head(cam, patches, depth * 3), g)
-    assert not torch.allclose(head(torch.randn(2, 8), patches, depth), g)  # (a shift or a gain alone: normalised away)
-    assert not torch.allclose(head(cam, torch.randn(2, 5, 8), depth), g)
+    assert not torch.allclose(head(cam, patches, enc, depth * 3), g)
+    assert not torch.allclose(head(torch.randn(2, 8), patches, enc, depth), g)  # (a shift or a gain alone: normalised away)
+    assert not torch.allclose(head(cam, torch.randn(2, 5, 8), enc, depth), g)
+    assert not torch.allclose(head(cam, patches, torch.randn(2, 5, 12), depth), g)
 
 
 def test_only_the_head_learns_when_the_rest_is_frozen():

@@ -80,7 +80,7 @@ class Mem4D(nn.Module):
         procrustes = cfg.heads.camera_pose == "procrustes"  # pts_world = cam2world . pts_cam: no world head
         self.head_world = None if procrustes else PointmapHead((E, D, D, D), cfg.heads, p)
         self.head_cam = PointmapHead((E, D, D, D), cfg.heads, p)
-        self.depth_scale = DepthScaleHead(D, cfg.heads.depth_scale_hidden) if cfg.heads.depth_scale else None
+        self.depth_scale = DepthScaleHead(D, E, cfg.heads.depth_scale_hidden) if cfg.heads.depth_scale else None
         self.camera_head = CameraHead(D, cfg.heads.camera_hidden)
         h = cfg.heads
         self.correspondence = (CorrespondenceHead(D, h.flow_features, h.flow_hidden, h.flow_radius, h.flow_levels)
@@ -158,7 +158,7 @@ class Mem4D(nn.Module):
         dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
         pts_cam, conf_cam = self.head_cam(dpt_in, grid)
         if self.depth_scale is not None:  # one factor per frame, before anything reads pts_cam
-            log_scale = self.depth_scale(stages[-1][:, N], stages[-1][:, :N], pts_cam[..., 2])
+            log_scale = self.depth_scale(stages[-1][:, N], stages[-1][:, :N], enc, pts_cam[..., 2])
             pts_cam = pts_cam * log_scale.exp().to(pts_cam.dtype)[:, None, None, None]
         cam = self.camera_head(stages[-1][:, N], (H, W), anchor=t == 0 and cfg.heads.anchor_first)
         if cfg.heads.camera_pose == "chained" and t > 0:  # the head gave camera t -> camera t-1
