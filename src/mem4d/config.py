@@ -411,8 +411,8 @@ class HeadsConfig(_Config):
             is at least 10 frames old, and takes that alignment where it fits clearly better than
             the chained pose and about as well as consecutive frames do (`mem4d.model.loop_closure`): the drift of the chained poses ends
             where the video returns to a place it has seen. Up to 16 keyframes per stream.
-        depth_scale: [not in the paper] a small MLP on the frame's final decoder tokens and the
-            mean log depth gives one factor per frame on ``pts_cam`` (`mem4d.model.depth_scale`),
+        depth_scale: [not in the paper] a small MLP on the frame's final decoder tokens, its mean
+            encoder token and its mean log depth gives one factor per frame on ``pts_cam`` (`mem4d.model.depth_scale`),
             so that the metric scale can be trained apart from the pointmap's shape. It starts at
             a factor of 1. ``depth_scale_hidden``: its hidden width.
     """
