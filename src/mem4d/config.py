@@ -406,6 +406,11 @@ class HeadsConfig(_Config):
             degrees re-runs its alignment at 9 focal scales of that mean (0.5-2x), their costs
             are summed over the stream, and the output's intrinsics and ``pts_cam`` take the
             scale of the lowest sum once the camera has turned enough to tell.
+        refine_scale: with ``"photometric"`` [not in the paper; inference only]: each frame's depth
+            (and ``pts_cam``) is put in the previous frame's scale through the refined motion
+            (`mem4d.model.scale_chain`): the median ratio of frame t-1's depth moved into frame t
+            to frame t's own, raised to this power (the share kept; the rest leaks back to the
+            network's own scale). 0 (default): off.
         loop_closure: with ``"photometric"`` [not in the paper; inference only]: the refined
             pose of each frame is also aligned against the oldest stored keyframe in view that
             is at least 10 frames old, and takes that alignment where it fits clearly better than
@@ -440,6 +445,7 @@ class HeadsConfig(_Config):
     motion_photometric: bool = False
     refine_probes: bool = False
     refine_focal: bool = False
+    refine_scale: float = 0.0
     loop_closure: bool = False
     depth_scale: bool = False
     depth_scale_hidden: int = 64
@@ -456,6 +462,10 @@ class HeadsConfig(_Config):
                 or not 0 <= self.depth_grad_from_pose <= 1:
             raise ValueError(f"HeadsConfig.depth_grad_from_pose must be a number in [0, 1], got {self.depth_grad_from_pose!r}")
         self.depth_grad_from_pose = float(self.depth_grad_from_pose)
+        if not isinstance(self.refine_scale, (int, float)) or isinstance(self.refine_scale, bool) \
+                or not 0 <= self.refine_scale <= 1:
+            raise ValueError(f"HeadsConfig.refine_scale must be a number in [0, 1] (0: off), got {self.refine_scale!r}")
+        self.refine_scale = float(self.refine_scale)
         _positive(self, "dpt_features", "dpt_hidden", "camera_hidden", "max_log_depth", "flow_features", "flow_hidden",
                   "flow_radius", "flow_levels", "depth_scale_hidden")
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:

@@ -116,9 +116,10 @@ def test_a_good_extra_start_rescues_a_turn_the_velocity_and_no_motion_miss():
 @pytest.mark.parametrize("field, kwarg, settings", [
     ("refine_select_after", "select_after", ((0, None), (2, 2))),  # 0: every start runs every level
     ("refine_probes", "probes", ((False, False), (True, True))),
+    ("refine_scale", "scale_keep", ((0.0, 0.0), (0.9, 0.9))),
 ])
 def test_the_refinement_settings_are_model_settings(monkeypatch, field, kwarg, settings):
-    """``heads.refine_select_after`` and ``heads.refine_probes`` reach the alignment."""
+    """``heads.refine_select_after``, ``heads.refine_probes`` and ``heads.refine_scale`` reach the refinement."""
     import mem4d.model.mem4d as mem4d_module
 
     seen = []
@@ -135,7 +136,7 @@ def test_the_refinement_settings_are_model_settings(monkeypatch, field, kwarg, s
         with torch.no_grad():
             model(clip)
         assert seen[-2:] == [expected, expected]
-    bad = -1 if field == "refine_select_after" else 1
+    bad = {"refine_select_after": -1, "refine_probes": 1, "refine_scale": 1.5}[field]
     with pytest.raises(ValueError, match=field):
         dataclasses.replace(Mem4DConfig.tiny().heads, **{field: bad})
 

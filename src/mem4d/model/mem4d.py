@@ -189,7 +189,8 @@ class Mem4D(nn.Module):
                 start = se3_inverse(out.cam2world.detach().float()) @ state.cam2world.float()
             out, new_state = refine_pose(frame, out, state, new_state, start_a2b=start,
                                          select_after=cfg.heads.refine_select_after or None,
-                                         probes=cfg.heads.refine_probes, focal=cfg.heads.refine_focal)
+                                         probes=cfg.heads.refine_probes, focal=cfg.heads.refine_focal,
+                                         scale_keep=cfg.heads.refine_scale)
             if cfg.heads.motion_photometric and t > 0 and match is not None and out.dynamic_prob is not None:
                 out, new_state = self._recheck_motion(frame, out, state, new_state, match.guide)
             if cfg.heads.loop_closure:

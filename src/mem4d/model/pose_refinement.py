@@ -38,6 +38,7 @@ from mem4d.model.focal_calibration import (FOCAL_SCALES, calibrates, focal_costs
 from mem4d.geometry.rotation import axis_angle_to_matrix, matrix_to_quat, se3_orthonormalize
 from mem4d.geometry.se3 import se3_inverse, transform_points
 from mem4d.model.outputs import FrameOutput
+from mem4d.model.scale_chain import chained_factor, scale_ratio
 from mem4d.model.state import StreamState
 
 __all__ = ["refine_pose", "rotation_probes"]
@@ -94,7 +95,7 @@ def refine_pose(
     frame: torch.Tensor, out: FrameOutput, state: StreamState, new_state: StreamState, *,
     levels: int | None = None, iters: tuple[int, ...] = ITERS, two_starts: bool = True,
     select_after: int | None = SELECT_AFTER,
-    start_a2b: torch.Tensor | None = None, probes: bool = False, focal: bool = False,
+    start_a2b: torch.Tensor | None = None, probes: bool = False, focal: bool = False, scale_keep: float = 0.0,
 ) -> tuple[FrameOutput, StreamState]:
     """Replaces the pose of ``out`` (frame ``state.frame_index``) by the refined one.
 
@@ -116,9 +117,13 @@ def refine_pose(
             the network's intrinsics are averaged over the frames so far, the alignment uses
             that mean zoomed by the focal scale found so far, and the output's intrinsics, fov_x
             and pts_cam (x and y moved onto the new rays) take the scale found with this frame.
+        scale_keep: > 0 chains the depth's scale through the motion (`mem4d.model.scale_chain`):
+            the output's depth and pts_cam are multiplied by the factor that puts them in frame
+            t-1's (corrected) scale, raised to this power; 0: off.
     Returns:
         (the output with cam2world / quat_wxyz / translation / pts_world / conf_world replaced
-        (frame 0 keeps its identity pose), and with ``focal`` its intrinsics / fov_x / pts_cam;
+        (frame 0 keeps its identity pose), with ``focal`` its intrinsics / fov_x / pts_cam, with
+        ``scale_keep`` its depth / pts_cam;
         the new state carrying this frame for the next alignment).
     """
     B = frame.shape[0]
@@ -143,6 +148,14 @@ def refine_pose(
             if bool(turned.any()):
                 costs = focal_costs(state.prev_image, state.prev_depth, state.prev_weight, frame, K_net, motion)
                 summed = summed + costs * turned[:, None].to(costs.dtype)
+    factor = None
+    if scale_keep > 0:
+        previous = torch.ones(B, device=frame.device) if state.depth_correction is None else state.depth_correction
+        factor = previous if state.frame_index == 0 else chained_factor(
+            scale_ratio(state.prev_depth, state.prev_weight, depth, weight, K, motion), previous, scale_keep)
+        depth = depth * factor[:, None, None]
+        out = replace(out, depth=depth.to(out.depth.dtype),
+                      pts_cam=out.pts_cam * factor[:, None, None, None].to(out.pts_cam.dtype))
     if summed is not None:
         K = zoom_focal(K_net, focal_scale(summed))
         own = out.intrinsics.float()  # the points lie on the network's own rays: move them onto K's
@@ -155,5 +168,5 @@ def refine_pose(
                   translation=cam2world[:, :3, 3], pts_world=pts_world, conf_world=out.conf_cam)
     new_state = replace(new_state, cam2world=cam2world, prev_image=frame.detach().float(), prev_depth=depth,
                         prev_weight=weight, pose_velocity=motion.contiguous(), focal_costs=summed,
-                        intrinsics_sum=intrinsics_sum)
+                        intrinsics_sum=intrinsics_sum, depth_correction=factor)
     return out, new_state

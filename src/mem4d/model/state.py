@@ -29,6 +29,8 @@ What lives here (B streams in lockstep, N tokens per frame, D = ``Mem4DConfig.di
   hypothesis summed over the frames so far (`mem4d.model.focal_calibration`), and
   ``intrinsics_sum`` (B, 3, 3), the network's intrinsics summed over them (their mean is the
   video's camera); None otherwise.
+- ``depth_correction`` (B,): with ``heads.refine_scale``, the last frame's depth factor
+  (`mem4d.model.scale_chain`); None otherwise.
 - ``key_images`` (B, C, 3, h, w), ``key_depths`` / ``key_weights`` (B, C, h, w), ``key_cam2world``
   (B, C, 4, 4) and ``key_frames`` (B, C, frame index, -1 for an empty slot): with
   ``heads.loop_closure``, the keyframes that later frames close loops against
@@ -58,7 +60,7 @@ __all__ = ["StreamState", "validate_frame"]
 
 _FORMAT = "mem4d.StreamState/1"
 _POSE_FIELDS = ("cam2world", "prev_image", "prev_depth", "prev_weight", "pose_velocity", "prev_match_feats",
-                "prev_pts_cam", "focal_costs", "intrinsics_sum", "key_images", "key_depths", "key_weights",
+                "prev_pts_cam", "focal_costs", "intrinsics_sum", "depth_correction", "key_images", "key_depths", "key_weights",
                 "key_cam2world", "key_frames")
 
 
@@ -85,6 +87,7 @@ class StreamState:
     prev_pts_cam: Tensor | None = None
     focal_costs: Tensor | None = None
     intrinsics_sum: Tensor | None = None
+    depth_correction: Tensor | None = None
     key_images: Tensor | None = None
     key_depths: Tensor | None = None
     key_weights: Tensor | None = None
