@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from mem4d.config import Mem4DConfig
+from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.model.mem4d import Mem4D
+from mem4d.model.outputs import FrameOutput
 
 
 def build_tiny(seed: int = 0, **overrides) -> Mem4D:
@@ -21,6 +23,16 @@ def build_procrustes(seed: int = 0, **heads) -> Mem4D:
     """Tiny preset with ``heads.camera_pose: procrustes`` and the other ``heads`` fields given; fixed seed, eval mode."""
     cfg = Mem4DConfig.tiny()
     return build_tiny(seed, heads=dataclasses.replace(cfg.heads, camera_pose="procrustes", **heads))
+
+
+def exact_output(depth: torch.Tensor, K: torch.Tensor, dynamic: torch.Tensor) -> FrameOutput:
+    """A `FrameOutput` with the given depth (1, H, W), intrinsics (1, 3, 3) and dynamic mask (1, H, W)
+    and an identity (uninformed) pose: what the refinement gets from a network with exact depth."""
+    pts = depth_to_pts_cam(depth, K)
+    one = torch.ones_like(depth)
+    return FrameOutput(pts_world=pts, conf_world=one, pts_cam=pts, conf_cam=one, depth=depth, intrinsics=K,
+                       cam2world=torch.eye(4)[None], fov_x=torch.ones(1), quat_wxyz=torch.tensor([[1.0, 0, 0, 0]]),
+                       translation=torch.zeros(1, 3), dynamic_prob=dynamic.float())
 
 
 def make_clip(T: int, B: int = 1, H: int = 48, W: int = 64, seed: int = 1) -> torch.Tensor:

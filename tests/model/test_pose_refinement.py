@@ -6,15 +6,13 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import make_clip
+from conftest import exact_output, make_clip
 
 from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
-from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.geometry.rotation import rotation_angle
 from mem4d.geometry.se3 import transform_points
 from mem4d.model.mem4d import Mem4D
-from mem4d.model.outputs import FrameOutput
 from mem4d.model.pose_refinement import refine_pose
 from mem4d.model.state import StreamState
 
@@ -27,21 +25,12 @@ def _model(refine: str) -> Mem4D:
     return Mem4D(dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, pose_refinement=refine))).eval()
 
 
-def _output(depth: torch.Tensor, K: torch.Tensor, dynamic: torch.Tensor) -> FrameOutput:
-    """A FrameOutput with exact depth and intrinsics and an identity (uninformed) pose."""
-    pts = depth_to_pts_cam(depth, K)
-    one = torch.ones_like(depth)
-    return FrameOutput(pts_world=pts, conf_world=one, pts_cam=pts, conf_cam=one, depth=depth, intrinsics=K,
-                       cam2world=torch.eye(4)[None], fov_x=torch.ones(1), quat_wxyz=torch.tensor([[1.0, 0, 0, 0]]),
-                       translation=torch.zeros(1, 3), dynamic_prob=dynamic.float())
-
-
 def test_refinement_recovers_the_trajectory_from_exact_depth():
     s = make_scene(5, T, (96, 128), camera_path="handheld", dynamic=True, camera_speed=3.0, environment="room")
     state = StreamState(batch_size=1, image_size=(96, 128))
     poses = []
     for t in range(T):
-        out = _output(s.depth[t][None], s.intrinsics[t][None], s.dynamic_mask[t][None])
+        out = exact_output(s.depth[t][None], s.intrinsics[t][None], s.dynamic_mask[t][None])
         out, new = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1))
         poses.append(out.cam2world[0])
         state = new
@@ -74,12 +63,12 @@ def test_a_wrong_velocity_start_does_not_derail_the_next_frame():
 
     s = make_scene(5, 2, (96, 128), camera_path="handheld", dynamic=True, camera_speed=3.0, environment="room")
     state = StreamState(batch_size=1, image_size=(96, 128))
-    out0 = _output(s.depth[0][None], s.intrinsics[0][None], s.dynamic_mask[0][None])
+    out0 = exact_output(s.depth[0][None], s.intrinsics[0][None], s.dynamic_mask[0][None])
     _, state = refine_pose(s.images[0][None], out0, state, dataclasses.replace(state, frame_index=1))
     wrong = torch.eye(4)[None].clone()
     wrong[0, :3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.5, 0.0]))  # 29 degrees of yaw
     state = dataclasses.replace(state, pose_velocity=wrong)
-    out1 = _output(s.depth[1][None], s.intrinsics[1][None], s.dynamic_mask[1][None])
+    out1 = exact_output(s.depth[1][None], s.intrinsics[1][None], s.dynamic_mask[1][None])
     out1, _ = refine_pose(s.images[1][None], out1, state, dataclasses.replace(state, frame_index=2))
     torch.testing.assert_close(out1.cam2world[0, :3, :3], s.cam2world[1, :3, :3], atol=0.01, rtol=0)
 
@@ -90,7 +79,7 @@ def test_the_refinement_pyramid_follows_the_frame_size():
         s = make_scene(2, 2, size, camera_path="rotation", dynamic=False, camera_speed=4.0, environment="room")
         state = StreamState(batch_size=1, image_size=size)
         for t in range(2):
-            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, *size))
+            out = exact_output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, *size))
             out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1))
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
         assert float(rotation_angle(err[:3, :3]).rad2deg()) < 0.5, size
@@ -105,7 +94,7 @@ def test_a_good_extra_start_rescues_a_turn_the_velocity_and_no_motion_miss():
     for start in (None, truth[None]):
         state = StreamState(batch_size=1, image_size=(96, 128))
         for t in range(2):
-            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
+            out = exact_output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
             out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
                                      start_a2b=start if t else None)
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]
@@ -170,7 +159,7 @@ def test_probes_rescue_a_first_frame_turn_that_every_start_misses():
     for probes in (False, True):
         state = StreamState(batch_size=1, image_size=(96, 128))
         for t in range(2):
-            out = _output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
+            out = exact_output((s.depth[t] * s.valid[t])[None], s.intrinsics[t][None], torch.zeros(1, 96, 128))
             out, state = refine_pose(s.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
                                      probes=probes)
         err = torch.linalg.inv(s.cam2world[1]) @ out.cam2world[0]

@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
-from conftest import make_clip
+from conftest import exact_output, make_clip
 
 from mem4d.config import Mem4DConfig
 from mem4d.data.synthetic import make_scene
-from mem4d.geometry.camera import depth_to_pts_cam
 from mem4d.model.mem4d import Mem4D
 from mem4d.model.outputs import FrameOutput
 from mem4d.model.pose_refinement import refine_pose
@@ -26,20 +25,12 @@ def _scene():
                       environment="room")
 
 
-def _output(depth: torch.Tensor, K: torch.Tensor, dynamic: torch.Tensor) -> FrameOutput:
-    pts = depth_to_pts_cam(depth, K)
-    one = torch.ones_like(depth)
-    return FrameOutput(pts_world=pts, conf_world=one, pts_cam=pts, conf_cam=one, depth=depth, intrinsics=K,
-                       cam2world=torch.eye(4)[None], fov_x=torch.ones(1), quat_wxyz=torch.tensor([[1.0, 0, 0, 0]]),
-                       translation=torch.zeros(1, 3), dynamic_prob=dynamic.float())
-
-
 def _stream(scene, keep: float) -> tuple[list[FrameOutput], StreamState]:
     """The scene's exact depth times `JITTER` through the refinement."""
     state, outs = StreamState(batch_size=1, image_size=(96, 128)), []
     for t, factor in enumerate(JITTER):
         depth = (scene.depth[t] * scene.valid[t])[None] * factor
-        out = _output(depth, scene.intrinsics[t][None], scene.dynamic_mask[t][None])
+        out = exact_output(depth, scene.intrinsics[t][None], scene.dynamic_mask[t][None])
         out, state = refine_pose(scene.images[t][None], out, state, dataclasses.replace(state, frame_index=t + 1),
                                  scale_keep=keep)
         outs.append(out)
