@@ -16,9 +16,11 @@ a time constant of about 1 / (1 - keep) frames). Where too few pixels are shared
 the ratio says the network's scale jumped by more than ``MAX_STEP`` (in log) from frame t-1
 to t, the previous factor is kept, leaked the same way: ``c_t = c_{t-1} ** keep``. The
 network's true frame-to-frame scale change on `synthetic-dynamic` is 0.02 in log at the median,
-0.19 at the 99th percentile and 0.38 at most (shipped model, 1,128 steps); a measured jump of
-0.48 (a wrong refined motion) sent one `synthetic-realistic` sequence's depth off by 2x before
-this guard.
+0.19 at the 99th percentile and 0.38 at most (shipped model, 1,128 steps); before this guard
+a measured jump of 0.48 sent one `synthetic-realistic` courtyard loop's depth off by up to 2x.
+The ratio's error is the network's: frames whose depth differs in shape, not only in scale
+(on those courtyard loops it errs by 0.06-0.09 in log per frame, in the rooms by 0.01, with the
+refined motion and with the true one alike; docs/RESULTS.md, "The depth's scale chained").
 
 Causal and bounded (one factor per stream in the state); no gradients.
 """
