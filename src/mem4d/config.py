@@ -418,6 +418,10 @@ class HeadsConfig(_Config):
             is at least 10 frames old, and takes that alignment where it fits clearly better than
             the chained pose and about as well as consecutive frames do (`mem4d.model.loop_closure`): the drift of the chained poses ends
             where the video returns to a place it has seen. Up to 16 keyframes per stream.
+        large_input_head: [not in the paper] a second camera-pointmap head reads the frames whose
+            area is larger than ``image_size``'s; it starts as a copy of the first when a model
+            gains it (`mem4d.model.mem4d.Mem4D.init_copies`), so the depth at larger sizes can be
+            trained while the default size's outputs stay bit for bit what they were.
         depth_scale: [not in the paper] a small MLP on the frame's final decoder tokens, its mean
             encoder token and its mean log depth gives one factor per frame on ``pts_cam`` (`mem4d.model.depth_scale`),
             so that the metric scale can be trained apart from the pointmap's shape. It starts at
@@ -449,6 +453,7 @@ class HeadsConfig(_Config):
     refine_focal: bool = False
     refine_scale: float = 0.0
     loop_closure: bool = False
+    large_input_head: bool = False
     depth_scale: bool = False
     depth_scale_hidden: int = 64
 
@@ -473,7 +478,7 @@ class HeadsConfig(_Config):
         if len(self.dpt_layer_dims) != 4 or min(self.dpt_layer_dims) < 1:
             raise ValueError(f"HeadsConfig.dpt_layer_dims must be 4 positive ints, got {self.dpt_layer_dims}")
         for name in ("motion", "dpt_full_res", "anchor_first", "motion_refine", "motion_epipolar", "motion_photometric",
-                     "refine_probes", "refine_focal", "loop_closure", "depth_scale"):
+                     "refine_probes", "refine_focal", "loop_closure", "depth_scale", "large_input_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HeadsConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.camera_pose not in CAMERA_POSES:

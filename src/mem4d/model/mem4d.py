@@ -80,6 +80,7 @@ class Mem4D(nn.Module):
         procrustes = cfg.heads.camera_pose == "procrustes"  # pts_world = cam2world . pts_cam: no world head
         self.head_world = None if procrustes else PointmapHead((E, D, D, D), cfg.heads, p)
         self.head_cam = PointmapHead((E, D, D, D), cfg.heads, p)
+        self.head_cam_large = PointmapHead((E, D, D, D), cfg.heads, p) if cfg.heads.large_input_head else None
         self.depth_scale = DepthScaleHead(D, E, cfg.heads.depth_scale_hidden) if cfg.heads.depth_scale else None
         self.camera_head = CameraHead(D, cfg.heads.camera_hidden)
         h = cfg.heads
@@ -156,7 +157,7 @@ class Mem4D(nn.Module):
         tokens = torch.cat([x, self.camera_token.expand(B, -1, -1).to(x.dtype)], dim=1)
         stages = self.decoder(tokens, pos, motion, spatial)  # L x (B, N+1, D)
         dpt_in = [enc] + [stages[i - 1][:, :N] for i in cfg.decoder.dpt_stages()]
-        pts_cam, conf_cam = self.head_cam(dpt_in, grid)
+        pts_cam, conf_cam = self._camera_pointmap_head(H, W)(dpt_in, grid)
         if self.depth_scale is not None:  # one factor per frame, before anything reads pts_cam
             log_scale = self.depth_scale(stages[-1][:, N], stages[-1][:, :N], enc, pts_cam[..., 2])
             pts_cam = pts_cam * log_scale.exp().to(pts_cam.dtype)[:, None, None, None]
@@ -196,6 +197,17 @@ class Mem4D(nn.Module):
             if cfg.heads.loop_closure:
                 out, new_state = close_loop(frame, out, state, new_state, t)
         return out, new_state
+
+    def _camera_pointmap_head(self, H: int, W: int) -> PointmapHead:
+        """``head_cam``, or with ``heads.large_input_head`` ``head_cam_large`` for frames whose area
+        is larger than ``image_size``'s."""
+        if self.head_cam_large is not None and H * W > self.config.image_size[0] * self.config.image_size[1]:
+            return self.head_cam_large
+        return self.head_cam
+
+    def init_copies(self) -> dict[str, str]:
+        """Modules that start as a copy of another when a fine-tune adds them: {new: source}."""
+        return {"head_cam_large": "head_cam"} if self.head_cam_large is not None else {}
 
     def _recheck_motion(self, frame: Tensor, out: FrameOutput, state: StreamState, new_state: StreamState,
                         guide: Tensor) -> tuple[FrameOutput, StreamState]:

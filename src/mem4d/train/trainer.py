@@ -81,7 +81,12 @@ def _load_fitting(model, weights: dict, source: str, overrides: dict) -> None:
         raise ValueError(f"model.overrides {overrides} change the shapes of {source}'s weights ({wrong[:3]}...); "
                          "fine-tuning keeps the shapes of the weights it starts from")
     result = model.load_state_dict(weights, strict=False)
-    model.init_report = {"fresh": _modules(result.missing_keys, own), "dropped": _modules(result.unexpected_keys, weights)}
+    fresh = _modules(result.missing_keys, own)
+    for new, source in model.init_copies().items():  # e.g. heads.large_input_head starts as head_cam
+        if new in fresh and source not in fresh:
+            getattr(model, new).load_state_dict(getattr(model, source).state_dict())
+            fresh = [f"{new} (copied from {source})" if name == new else name for name in fresh]
+    model.init_report = {"fresh": fresh, "dropped": _modules(result.unexpected_keys, weights)}
 
 
 def _modules(keys: list[str], every: dict) -> list[str]:
