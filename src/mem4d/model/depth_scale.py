@@ -3,9 +3,10 @@
 The pointmap head gives shape and metric scale in one output, so data that teaches it near
 scenes (``data.closeup_fraction``) also moves its shape (docs/RESULTS.md, run cu). This head
 keeps the two apart: from the frame's final decoder tokens (the camera token and the mean of the
-patch tokens, both of which have read the memories), the mean of the encoder's tokens (pretrained on
-real images) and the mean log depth the pointmap head gave, a small MLP predicts a log factor
-``g_t`` and
+patch tokens, both of which have read the memories), the mean of the encoder's tokens (the frame
+as the image encoder saw it, before any memory; the shipped tiny encoder was trained from scratch
+on synthetic scenes, a CUT3R-initialised one has seen real images) and the mean log depth the
+pointmap head gave, a small MLP predicts a log factor ``g_t`` and
 
     pts_cam_t <- exp(g_t) · pts_cam_t,
 
